@@ -1,0 +1,37 @@
+# Everything runs from .venv, created on first use: a fresh machine needs only python3.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	./scripts/run.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway adapters tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict gateway adapters
+
+unit: $(STAMP)
+	$(BIN)/pytest -p no:cacheprovider
+
+# pytest exits 5 when it collected no test: that is a failure here, as in CI.
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --full
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,246 @@
+"""An in-memory backend that behaves like a small mail platform.
+
+It owns what a mail-admin API typically stores (address, status, first/last/display
+name, lists with member addresses) so the gateway exercises the same owned/shadow split
+as with a real backend. Lookups by address are O(1); listing is O(page).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+from adapters.base import (
+    AlreadyExists,
+    Attributes,
+    Capabilities,
+    GroupRecord,
+    NotFound,
+    Page,
+    Rejected,
+    UserRecord,
+)
+from gateway.scim.filter_ast import And, Compare, Filter, Or
+
+USER_ATTRIBUTES = frozenset({"userName", "active", "name.givenName", "name.familyName", "displayName"})
+
+
+def _get_dotted(attrs: Attributes, dotted: str) -> Any:
+    head, _, tail = dotted.partition(".")
+    value = attrs.get(head)
+    if tail:
+        return value.get(tail) if isinstance(value, dict) else None
+    return value
+
+
+def _set_dotted(attrs: Attributes, dotted: str, value: Any) -> None:
+    head, _, tail = dotted.partition(".")
+    if not tail:
+        if value is None:
+            attrs.pop(head, None)
+        else:
+            attrs[head] = value
+        return
+    inner = attrs.setdefault(head, {})
+    if value is None:
+        inner.pop(tail, None)
+        if not inner:
+            attrs.pop(head, None)
+    else:
+        inner[tail] = value
+
+
+def _matches(flt: Filter, attrs: Attributes) -> bool:
+    if isinstance(flt, And):
+        return _matches(flt.left, attrs) and _matches(flt.right, attrs)
+    if isinstance(flt, Or):
+        return _matches(flt.left, attrs) or _matches(flt.right, attrs)
+    if isinstance(flt, Compare) and flt.op == "eq":
+        dotted = flt.path.attr if flt.path.sub_attr is None else f"{flt.path.attr}.{flt.path.sub_attr}"
+        actual = _get_dotted(attrs, dotted)
+        if isinstance(actual, str) and isinstance(flt.value, str):
+            return actual.lower() == flt.value.lower()
+        return bool(actual == flt.value)
+    raise Rejected("invalidFilter", "the memory backend only evaluates eq/and/or")
+
+
+class MemoryAdapter:
+    """Adapter over plain dicts; a fresh instance is an empty platform."""
+
+    name = "memory"
+
+    def __init__(self, *, max_page_size: int = 1000) -> None:
+        self.capabilities = Capabilities(
+            user_attributes=USER_ATTRIBUTES,
+            user_filterable=frozenset({"userName", "displayName", "name.givenName", "name.familyName"}),
+            groups=True,
+            group_attributes=frozenset({"displayName", "members"}),
+            group_filterable=frozenset({"displayName"}),
+            max_page_size=max_page_size,
+        )
+        self._users: dict[str, Attributes] = {}
+        self._groups: dict[str, GroupRecord] = {}
+        self._group_by_name: dict[str, str] = {}
+        self._group_ids = itertools.count(1)
+        self.calls: dict[str, int] = {}
+
+    def _count(self, op: str) -> None:
+        self.calls[op] = self.calls.get(op, 0) + 1
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def check(self) -> None:
+        return None
+
+    # Users --------------------------------------------------------------------------
+
+    async def find_users(self, filter: Filter | None, offset: int, limit: int) -> Page[UserRecord]:
+        self._count("find_users")
+        if isinstance(filter, Compare) and filter.op == "eq" and filter.path.attr == "userName":
+            key = str(filter.value).lower() if filter.value is not None else ""
+            found = self._users.get(key)
+            items = [UserRecord(key, copy.deepcopy(found))] if found is not None and offset == 0 else []
+            return Page(items[:limit], 1 if found is not None else 0)
+        if filter is None:
+            keys = list(itertools.islice(self._users, offset, offset + limit))
+            return Page([UserRecord(k, copy.deepcopy(self._users[k])) for k in keys], len(self._users))
+        matching = [k for k, attrs in self._users.items() if _matches(filter, attrs)]
+        page = matching[offset:offset + limit]
+        return Page([UserRecord(k, copy.deepcopy(self._users[k])) for k in page], len(matching))
+
+    async def get_user(self, key: str) -> UserRecord:
+        self._count("get_user")
+        try:
+            return UserRecord(key, copy.deepcopy(self._users[key]))
+        except KeyError:
+            raise NotFound(f"mailbox {key} not found") from None
+
+    async def create_user(self, attributes: Attributes) -> UserRecord:
+        self._count("create_user")
+        user_name = attributes.get("userName")
+        if not isinstance(user_name, str) or not user_name:
+            raise Rejected("invalidValue", "userName is required")
+        key = user_name.lower()
+        if key in self._users:
+            raise AlreadyExists(key, f"mailbox {user_name} already exists")
+        stored = {k: copy.deepcopy(v) for k, v in attributes.items() if v is not None}
+        stored.setdefault("active", True)
+        self._users[key] = stored
+        return UserRecord(key, copy.deepcopy(stored))
+
+    async def update_user(self, key: str, changes: Attributes) -> UserRecord:
+        self._count("update_user")
+        current = self._users.get(key)
+        if current is None:
+            raise NotFound(f"mailbox {key} not found")
+        new_key = key
+        new_name = changes.get("userName")
+        if isinstance(new_name, str) and new_name.lower() != key:
+            new_key = new_name.lower()
+            if new_key in self._users:
+                raise AlreadyExists(new_key, f"mailbox {new_name} already exists")
+        updated = copy.deepcopy(current)
+        for dotted, value in changes.items():
+            _set_dotted(updated, dotted, copy.deepcopy(value))
+        if new_key != key:
+            del self._users[key]
+            for group in self._groups.values():
+                group.member_keys = [new_key if m == key else m for m in group.member_keys]
+        self._users[new_key] = updated
+        return UserRecord(new_key, copy.deepcopy(updated))
+
+    async def delete_user(self, key: str) -> None:
+        self._count("delete_user")
+        if self._users.pop(key, None) is None:
+            raise NotFound(f"mailbox {key} not found")
+        for group in self._groups.values():
+            if key in group.member_keys:
+                group.member_keys = [m for m in group.member_keys if m != key]
+
+    # Groups -------------------------------------------------------------------------
+
+    def _copy_group(self, group: GroupRecord) -> GroupRecord:
+        return GroupRecord(group.key, copy.deepcopy(group.attributes), list(group.member_keys))
+
+    async def find_groups(self, filter: Filter | None, offset: int, limit: int) -> Page[GroupRecord]:
+        self._count("find_groups")
+        if isinstance(filter, Compare) and filter.op == "eq" and filter.path.attr == "displayName":
+            key = self._group_by_name.get(str(filter.value).lower())
+            items = [self._copy_group(self._groups[key])] if key is not None and offset == 0 else []
+            return Page(items[:limit], 1 if key is not None else 0)
+        groups = list(self._groups.values())
+        if filter is not None:
+            groups = [g for g in groups if _matches(filter, g.attributes)]
+        return Page([self._copy_group(g) for g in groups[offset:offset + limit]], len(groups))
+
+    async def get_group(self, key: str) -> GroupRecord:
+        self._count("get_group")
+        group = self._groups.get(key)
+        if group is None:
+            raise NotFound(f"list {key} not found")
+        return self._copy_group(group)
+
+    def _check_members(self, member_keys: Sequence[str]) -> None:
+        missing = [m for m in member_keys if m not in self._users]
+        if missing:
+            raise Rejected("invalidValue", f"no mailbox for member(s) {', '.join(missing)}")
+
+    async def create_group(self, attributes: Attributes, member_keys: Sequence[str]) -> GroupRecord:
+        self._count("create_group")
+        name = attributes.get("displayName")
+        if not isinstance(name, str) or not name:
+            raise Rejected("invalidValue", "displayName is required")
+        if name.lower() in self._group_by_name:
+            raise AlreadyExists(self._group_by_name[name.lower()], f"list {name} already exists")
+        self._check_members(member_keys)
+        key = f"list-{next(self._group_ids)}"
+        group = GroupRecord(key, copy.deepcopy(attributes), list(dict.fromkeys(member_keys)))
+        self._groups[key] = group
+        self._group_by_name[name.lower()] = key
+        return self._copy_group(group)
+
+    async def update_group(self, key: str, changes: Attributes) -> GroupRecord:
+        self._count("update_group")
+        group = self._groups.get(key)
+        if group is None:
+            raise NotFound(f"list {key} not found")
+        new_name = changes.get("displayName")
+        old_name = group.attributes.get("displayName", "")
+        if isinstance(new_name, str) and new_name.lower() != str(old_name).lower():
+            if new_name.lower() in self._group_by_name:
+                raise AlreadyExists(self._group_by_name[new_name.lower()], f"list {new_name} already exists")
+            self._group_by_name.pop(str(old_name).lower(), None)
+            self._group_by_name[new_name.lower()] = key
+        for dotted, value in changes.items():
+            _set_dotted(group.attributes, dotted, copy.deepcopy(value))
+        return self._copy_group(group)
+
+    async def add_members(self, key: str, member_keys: Sequence[str]) -> None:
+        self._count("add_members")
+        group = self._groups.get(key)
+        if group is None:
+            raise NotFound(f"list {key} not found")
+        self._check_members(member_keys)
+        present = set(group.member_keys)
+        group.member_keys.extend(m for m in dict.fromkeys(member_keys) if m not in present)
+
+    async def remove_members(self, key: str, member_keys: Sequence[str]) -> None:
+        self._count("remove_members")
+        group = self._groups.get(key)
+        if group is None:
+            raise NotFound(f"list {key} not found")
+        gone = set(member_keys)
+        group.member_keys = [m for m in group.member_keys if m not in gone]
+
+    async def delete_group(self, key: str) -> None:
+        self._count("delete_group")
+        group = self._groups.pop(key, None)
+        if group is None:
+            raise NotFound(f"list {key} not found")
+        self._group_by_name.pop(str(group.attributes.get("displayName", "")).lower(), None)

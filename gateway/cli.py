@@ -1,0 +1,92 @@
+"""The ``scim-gateway`` command: serve, mock-cleanmail, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gateway.logs import configure_logging
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.config import load_settings
+    from gateway.http.app import create_app
+
+    try:
+        settings = load_settings(args.config, host=args.host, port=args.port)
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "SCIM_GATEWAY_" + "_".join(str(p) for p in error["loc"]).upper()
+            print(f"configuration error: {name}: {error['msg']}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        app = create_app(settings)
+    except ValueError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # uvloop is optional (e.g. on Windows)
+        loop_factory = asyncio.new_event_loop
+    loop = loop_factory()
+    asyncio.set_event_loop(loop)
+    print(f"SCIM gateway listening: Tenant URL http://{settings.host}:{settings.port}/scim/v2", flush=True)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None, loop=loop)
+    return 0
+
+
+def _mock(args: argparse.Namespace) -> int:
+    from adapters.cleanmail.mock import run_mock
+
+    configure_logging("auto", "info")
+    run_mock(args.host, args.port, args.api_key, Path(args.data) if args.data else None, args.control)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from gateway.tenants import hash_token
+
+    token = secrets.token_urlsafe(32)
+    print(f"token:  {token}")
+    print(f"sha256: {hash_token(token)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scim-gateway", description="SCIM 2.0 gateway for mail platforms")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the SCIM gateway")
+    serve.add_argument("--config", type=Path, default=None, help="TOML settings file")
+    serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
+    serve.set_defaults(run=_serve)
+
+    mock = sub.add_parser("mock-cleanmail", help="run the mock Cleanmail-like mail-admin API")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=8081)
+    mock.add_argument("--api-key", default="mock-api-key")
+    mock.add_argument("--data", default=None, help="JSON file the mock persists its data to")
+    mock.add_argument("--control", action="store_true", help="enable the /__mock__ fault-injection endpoints")
+    mock.set_defaults(run=_mock)
+
+    token = sub.add_parser("token", help="print a new bearer token and its sha256 hash")
+    token.set_defaults(run=_token)
+
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The aiohttp application: routes, middlewares, start-up and shut-down."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from adapters.base import Adapter
+from gateway.config import Settings
+from gateway.http.handlers import ScimHandlers
+from gateway.http.middleware import REGISTRY_KEY, bearer_auth, request_context
+from gateway.scim.errors import ScimError
+from gateway.store.base import StateStore
+from gateway.tenants import TenantRegistry, build_tenant, hash_token
+from gateway.wiring import make_adapter, make_store
+
+STORE_KEY: web.AppKey[StateStore] = web.AppKey("store", StateStore)  # type: ignore[type-abstract]
+ADAPTERS_KEY: web.AppKey[list[Adapter]] = web.AppKey("adapters", list)
+
+# Entra appends "/Users" to whatever the admin typed, so "…/scim/v2/" arrives as "…/scim/v2//Users".
+SCIM = r"/scim/v2{sep:/+}"
+KIND = r"{kind:Users|Groups}"
+
+
+def _only_get(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+              ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            raise ScimError(405, f"{request.method} is not allowed here: discovery endpoints are read-only.")
+        return await handler(request)
+    return guarded
+
+
+def add_routes(app: web.Application, handlers: ScimHandlers) -> None:
+    r = app.router
+    r.add_get(f"{SCIM}{KIND}", handlers.list)
+    r.add_post(f"{SCIM}{KIND}", handlers.create)
+    r.add_post(f"{SCIM}{KIND}/.search", handlers.search)
+    r.add_get(f"{SCIM}{KIND}/{{id}}", handlers.get)
+    r.add_put(f"{SCIM}{KIND}/{{id}}", handlers.replace)
+    r.add_patch(f"{SCIM}{KIND}/{{id}}", handlers.patch)
+    r.add_delete(f"{SCIM}{KIND}/{{id}}", handlers.delete)
+    r.add_route("*", f"{SCIM}ServiceProviderConfig", _only_get(handlers.service_provider_config))
+    r.add_route("*", f"{SCIM}ResourceTypes", _only_get(handlers.resource_types))
+    r.add_route("*", f"{SCIM}ResourceTypes/{{id}}", _only_get(handlers.resource_type))
+    r.add_route("*", f"{SCIM}Schemas", _only_get(handlers.schemas))
+    r.add_route("*", f"{SCIM}Schemas/{{id}}", _only_get(handlers.schema))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    problems: dict[str, str] = {}
+    try:
+        await request.app[STORE_KEY].check()
+    except Exception as exc:
+        problems["store"] = f"{type(exc).__name__}: {exc}"
+    for adapter in request.app[ADAPTERS_KEY]:
+        try:
+            await adapter.check()
+        except Exception as exc:
+            problems[f"backend:{adapter.name}"] = f"{type(exc).__name__}: {exc}"
+    if problems:
+        return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def not_found(request: web.Request) -> web.Response:
+    raise ScimError(404, "No such endpoint. The SCIM base URL is /scim/v2 (e.g. /scim/v2/Users).")
+
+
+def create_app(settings: Settings, *, adapter: Adapter | None = None, store: StateStore | None = None
+               ) -> web.Application:
+    """The gateway for one default tenant described by ``settings`` (quick-start mode)."""
+    if settings.token is None:
+        raise ValueError("SCIM_GATEWAY_TOKEN is not set: the gateway needs a bearer token for Entra")
+    app = web.Application(middlewares=[request_context, bearer_auth], client_max_size=settings.max_body_bytes)
+    store = store or make_store(settings.state)
+    adapter = adapter or make_adapter(settings)
+    registry = TenantRegistry()
+    registry.add(
+        build_tenant("default", adapter, store, concurrency=settings.backend_concurrency,
+                     queue_timeout=settings.backend_queue_timeout, max_page_size=settings.max_page_size),
+        [hash_token(settings.token.get_secret_value())],
+    )
+    app[REGISTRY_KEY] = registry
+    app[STORE_KEY] = store
+    app[ADAPTERS_KEY] = [adapter]
+    handlers = ScimHandlers(max_page_size=settings.max_page_size, max_operations=settings.max_patch_operations,
+                            max_body_bytes=settings.max_body_bytes)
+    add_routes(app, handlers)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_route("*", "/scim/{tail:.*}", not_found)
+
+    async def start(app: web.Application) -> None:
+        await app[STORE_KEY].open()
+        for item in app[ADAPTERS_KEY]:
+            await item.start()
+
+    async def stop(app: web.Application) -> None:
+        for item in app[ADAPTERS_KEY]:
+            await item.close()
+        await app[STORE_KEY].close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app

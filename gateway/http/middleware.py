@@ -1,0 +1,82 @@
+"""Request id, access log, SCIM-shaped errors and bearer authentication."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from gateway.http.render import error_response
+from gateway.scim.errors import ScimError
+from gateway.tenants import TenantRegistry
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = structlog.get_logger("gateway.http")
+
+SCIM_PREFIX = "/scim/"
+REGISTRY_KEY: web.AppKey[TenantRegistry] = web.AppKey("registry", TenantRegistry)
+
+
+def _http_error(exc: web.HTTPException) -> ScimError:
+    if exc.status == 404:
+        return ScimError(404, "No such endpoint. The SCIM base URL is /scim/v2 (e.g. /scim/v2/Users).")
+    if exc.status == 405:
+        return ScimError(405, f"Method {exc.reason} not allowed on this endpoint.")
+    if exc.status == 413:
+        return ScimError(413, "The request body is larger than this gateway accepts.", "tooLarge")
+    return ScimError(exc.status, exc.reason or "HTTP error")
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id in, request id out, one log line per request, every error as a SCIM Error."""
+    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    started = time.perf_counter()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    status = 500
+    try:
+        try:
+            response = await handler(request)
+        except ScimError as exc:
+            response = error_response(exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = error_response(_http_error(exc))
+        except Exception:
+            log.exception("unhandled error", method=request.method, path=request.path)
+            response = error_response(ScimError(500, "Internal error in the gateway; see its log for request "
+                                                     f"{request_id}."))
+        status = response.status
+        response.headers["X-Request-ID"] = request_id
+        return response
+    finally:
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "-"
+        tenant = request.get("tenant")
+        log.info(
+            "request",
+            method=request.method,
+            route=route,
+            status=status,
+            tenant=tenant.id if tenant is not None else None,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        structlog.contextvars.unbind_contextvars("request_id")
+
+
+@web.middleware
+async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(SCIM_PREFIX):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ScimError(401, "Missing bearer token: send 'Authorization: Bearer <Secret Token>'.")
+    tenant = request.app[REGISTRY_KEY].authenticate(token.strip())
+    if tenant is None:
+        raise ScimError(401, "The bearer token is not valid for this gateway.")
+    request["tenant"] = tenant
+    return await handler(request)

@@ -1,0 +1,217 @@
+"""SCIM operations on Groups (distribution lists)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from adapters.base import AlreadyExists, GroupRecord, NotFound, Page
+from gateway.provisioning.common import (
+    Resource,
+    ResourceServiceBase,
+    TenantContext,
+    check_if_match,
+    echo_sent,
+    now_iso,
+    sent_strings,
+)
+from gateway.provisioning.ownership import Ownership, merge
+from gateway.scim.errors import ScimError, invalid_value, uniqueness
+from gateway.scim.filter_ast import Filter
+from gateway.scim.patch import apply_patch, parse_patch
+from gateway.scim.query import Projection
+from gateway.scim.resources import normalize_resource
+from gateway.scim.schema import GROUP_RESOURCE, USER_RESOURCE
+from gateway.store.base import StoredResource
+
+
+class GroupService(ResourceServiceBase[GroupRecord]):
+    rt = GROUP_RESOURCE
+
+    def __init__(self, ctx: TenantContext) -> None:
+        super().__init__(ctx)
+        caps = ctx.adapter.capabilities
+        # Members are owned by the backend but travel separately as member keys.
+        self.ownership = Ownership(caps.group_attributes - {"members"})
+        self.filterable = caps.group_filterable
+
+    def _require_groups(self) -> None:
+        if not self.adapter.capabilities.groups:
+            raise ScimError(501, "This mail platform has no distribution lists: Groups are not supported.")
+
+    async def _find(self, flt: Filter | None, offset: int, limit: int) -> Page[GroupRecord]:
+        self._require_groups()
+        return await self.adapter.find_groups(flt, offset, limit)
+
+    async def _fetch(self, key: str) -> GroupRecord | None:
+        self._require_groups()
+        try:
+            return await self.guard.call(self.adapter.get_group, key)
+        except NotFound:
+            return None
+
+    def _key(self, record: GroupRecord) -> str:
+        return record.key
+
+    async def _member_ids(self, member_keys: list[str]) -> dict[str, str]:
+        """User key → SCIM id, adopting mailboxes that were added to the list outside the gateway."""
+        known = await self.store.get_many_by_keys(self.tenant, USER_RESOURCE.name, member_keys)
+        ids = {key: stored.id for key, stored in known.items()}
+        for key in member_keys:
+            if key not in ids:
+                ids[key] = (await self._adopt_user(key)).id
+        return ids
+
+    async def _adopt_user(self, key: str) -> StoredResource:
+        stamp = now_iso()
+        stored = StoredResource(id=str(uuid.uuid4()), resource_type=USER_RESOURCE.name, backend_key=key,
+                                created=stamp, last_modified=stamp)
+        existing = await self.store.get_by_key(self.tenant, USER_RESOURCE.name, key)
+        if existing is not None:
+            return existing
+        await self.store.insert(self.tenant, stored)
+        return stored
+
+    async def _member_keys(self, member_ids: list[str]) -> list[str]:
+        """SCIM ids → user keys; an id the gateway never issued is a client mistake."""
+        if not member_ids:
+            return []
+        users = await self.store.get_many(self.tenant, USER_RESOURCE.name, member_ids)
+        missing = [m for m in member_ids if m not in users]
+        if missing:
+            groups = await self.store.get_many(self.tenant, GROUP_RESOURCE.name, missing)
+            if groups:
+                raise invalid_value("Nested groups are not supported: a distribution list can only hold mailboxes "
+                                    f"(group member(s) {', '.join(groups)}).")
+            raise invalid_value(f"No User with id {', '.join(missing)}: members must be ids of provisioned Users.")
+        return [users[m].backend_key for m in member_ids]
+
+    def _body(self, record: GroupRecord, stored: StoredResource, member_ids: dict[str, str] | None,
+              base_url: str) -> Resource:
+        body = merge(echo_sent(record.attributes, stored.sent), stored.shadow)
+        if member_ids is not None:
+            body["members"] = [
+                {"value": member_ids[k], "$ref": f"{base_url}/Users/{member_ids[k]}", "type": "User"}
+                for k in record.member_keys
+            ]
+        return body
+
+    async def _render_many(
+        self, pairs: list[tuple[GroupRecord, StoredResource]], base_url: str, projection: Projection
+    ) -> list[Resource]:
+        ids: dict[str, str] | None = None
+        if not projection.excludes("members"):
+            keys = list(dict.fromkeys(k for record, _ in pairs for k in record.member_keys))
+            ids = await self._member_ids(keys)
+        return [self._finish(self._body(record, stored, ids, base_url), stored, base_url)
+                for record, stored in pairs]
+
+    async def _render_one(self, record: GroupRecord, stored: StoredResource, base_url: str,
+                          projection: Projection) -> Resource:
+        resource = (await self._render_many([(record, stored)], base_url, projection))[0]
+        return self._project(resource, projection)
+
+    async def _load(self, id: str) -> tuple[StoredResource, GroupRecord]:
+        self._require_groups()
+        stored = await self._stored(id)
+        record = await self._fetch(stored.backend_key)
+        if record is None:
+            await self.store.delete(self.tenant, self.rt.name, id)
+            raise ScimError(404, f"Group {id} not found (the list no longer exists on the mail platform)")
+        return stored, record
+
+    # --- operations --------------------------------------------------------------
+
+    async def get(self, id: str, base_url: str, projection: Projection) -> Resource:
+        stored, record = await self._load(id)
+        return await self._render_one(record, stored, base_url, projection)
+
+    async def create(self, body: Any, base_url: str, projection: Projection) -> Resource:
+        self._require_groups()
+        resource = normalize_resource(body, self.rt)
+        member_ids = [m["value"] for m in resource.pop("members", [])]
+        owned, shadow = self.ownership.split(resource)
+        name: str = resource["displayName"]
+        async with self.locks.hold(("Group", name.lower())):
+            member_keys = await self._member_keys(member_ids)
+            try:
+                record = await self.guard.call(self.adapter.create_group, owned, member_keys)
+            except AlreadyExists:
+                raise uniqueness(f"displayName '{name}' is already taken by another group") from None
+            stamp = now_iso()
+            stored = StoredResource(
+                id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key=record.key, shadow=shadow,
+                version=1, created=stamp, last_modified=stamp, sent=sent_strings(owned, self.ownership),
+            )
+            await self.store.insert(self.tenant, stored)
+        return await self._render_one(record, stored, base_url, projection)
+
+    async def replace(self, id: str, body: Any, base_url: str, projection: Projection,
+                      if_match: Sequence[str] | None) -> Resource:
+        new = normalize_resource(body, self.rt)
+        async with self.locks.hold(("Group", id)):
+            stored, record = await self._load(id)
+            check_if_match(stored, if_match)
+            return await self._write(stored, record, new, base_url, projection)
+
+    async def patch(self, id: str, body: Any, base_url: str, projection: Projection,
+                    if_match: Sequence[str] | None) -> Resource:
+        ops = parse_patch(body, self.rt)
+        async with self.locks.hold(("Group", id)):
+            stored, record = await self._load(id)
+            check_if_match(stored, if_match)
+            ids = await self._member_ids(record.member_keys)
+            current = {"id": stored.id, **self._body(record, stored, ids, base_url)}
+            new = apply_patch(current, ops, self.rt)
+            return await self._write(stored, record, new, base_url, projection)
+
+    async def _write(self, stored: StoredResource, record: GroupRecord, new: Resource, base_url: str,
+                     projection: Projection) -> Resource:
+        new = dict(new)
+        wanted_ids = list(dict.fromkeys(m["value"] for m in new.pop("members", []) or []))
+        new_owned, new_shadow = self.ownership.split(new)
+        old_owned, _ = self.ownership.split(echo_sent(record.attributes, stored.sent))
+        changes = self.ownership.changes(old_owned, new_owned)
+        if "displayName" in changes and not changes["displayName"]:
+            raise invalid_value("displayName is required and cannot be removed")
+        wanted_keys = await self._member_keys(wanted_ids)
+        current = set(record.member_keys)
+        to_add = [k for k in wanted_keys if k not in current]
+        wanted = set(wanted_keys)
+        to_remove = [k for k in record.member_keys if k not in wanted]
+        key = stored.backend_key
+        try:
+            if changes:
+                record = await self.guard.call(self.adapter.update_group, key, changes)
+                key = record.key
+            if to_remove:
+                await self.guard.call(self.adapter.remove_members, key, to_remove)
+            if to_add:
+                await self.guard.call(self.adapter.add_members, key, to_add)
+        except AlreadyExists:
+            raise uniqueness(f"displayName '{changes.get('displayName')}' is already taken by another group") from None
+        except NotFound:
+            await self.store.delete(self.tenant, self.rt.name, stored.id)
+            raise ScimError(404, f"Group {stored.id} not found") from None
+        if to_add or to_remove:
+            record.member_keys = [k for k in record.member_keys if k in wanted] + to_add
+        if changes or to_add or to_remove or new_shadow != stored.shadow:
+            stored.backend_key = key
+            stored.shadow = new_shadow
+            stored.version += 1
+            stored.last_modified = now_iso()
+            stored.sent = sent_strings(new_owned, self.ownership)
+            await self.store.update(self.tenant, stored)
+        return await self._render_one(record, stored, base_url, projection)
+
+    async def delete(self, id: str, if_match: Sequence[str] | None) -> None:
+        self._require_groups()
+        async with self.locks.hold(("Group", id)):
+            stored = await self._stored(id)
+            check_if_match(stored, if_match)
+            try:
+                await self.guard.call(self.adapter.delete_group, stored.backend_key)
+            except NotFound:
+                pass
+            await self.store.delete(self.tenant, self.rt.name, id)

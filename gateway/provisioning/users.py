@@ -1,0 +1,175 @@
+"""SCIM operations on Users (mailboxes)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from adapters.base import AlreadyExists, NotFound, Page, Transient, UserRecord
+from gateway.provisioning.common import (
+    Resource,
+    ResourceServiceBase,
+    TenantContext,
+    check_if_match,
+    echo_sent,
+    now_iso,
+    sent_strings,
+)
+from gateway.provisioning.guard import transient_error
+from gateway.provisioning.ownership import Ownership, merge
+from gateway.scim.errors import ScimError, uniqueness
+from gateway.scim.filter_ast import AttrPath, Compare, Filter
+from gateway.scim.patch import apply_patch, parse_patch
+from gateway.scim.query import Projection
+from gateway.scim.resources import normalize_resource
+from gateway.scim.schema import USER_RESOURCE
+from gateway.store.base import StoredResource
+
+
+def _user_name_filter(user_name: str) -> Filter:
+    return Compare(AttrPath("userName"), "eq", user_name)
+
+
+class UserService(ResourceServiceBase[UserRecord]):
+    rt = USER_RESOURCE
+
+    def __init__(self, ctx: TenantContext) -> None:
+        super().__init__(ctx)
+        caps = ctx.adapter.capabilities
+        self.ownership = Ownership(caps.user_attributes)
+        self.filterable = caps.user_filterable
+
+    async def _find(self, flt: Filter | None, offset: int, limit: int) -> Page[UserRecord]:
+        return await self.adapter.find_users(flt, offset, limit)
+
+    async def _fetch(self, key: str) -> UserRecord | None:
+        try:
+            return await self.guard.call(self.adapter.get_user, key)
+        except NotFound:
+            return None
+
+    def _key(self, record: UserRecord) -> str:
+        return record.key
+
+    def _body(self, record: UserRecord, stored: StoredResource) -> Resource:
+        return merge(echo_sent(record.attributes, stored.sent), stored.shadow)
+
+    async def _render_many(
+        self, pairs: list[tuple[UserRecord, StoredResource]], base_url: str, projection: Projection
+    ) -> list[Resource]:
+        return [self._finish(self._body(record, stored), stored, base_url) for record, stored in pairs]
+
+    async def _load(self, id: str) -> tuple[StoredResource, UserRecord]:
+        stored = await self._stored(id)
+        record = await self._fetch(stored.backend_key)
+        if record is None:
+            # The mailbox vanished behind the gateway's back: forget the stale mapping.
+            await self.store.delete(self.tenant, self.rt.name, id)
+            raise ScimError(404, f"User {id} not found (the mailbox no longer exists on the mail platform)")
+        return stored, record
+
+    # --- operations --------------------------------------------------------------
+
+    async def get(self, id: str, base_url: str, projection: Projection) -> Resource:
+        stored, record = await self._load(id)
+        return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
+
+    async def create(self, body: Any, base_url: str, projection: Projection) -> Resource:
+        resource = normalize_resource(body, self.rt)
+        owned, shadow = self.ownership.split(resource)
+        user_name: str = resource["userName"]
+        async with self.locks.hold(("User", user_name.lower())):
+            record = await self._create_once(owned, user_name)
+            stamp = now_iso()
+            stored = StoredResource(
+                id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key=record.key, shadow=shadow,
+                version=1, created=stamp, last_modified=stamp, sent=sent_strings(owned, self.ownership),
+            )
+            existing = await self.store.get_by_key(self.tenant, self.rt.name, record.key)
+            if existing is not None:
+                # A mapping without a mailbox was left by an earlier failure: the mailbox is ours now.
+                stored.id = existing.id
+                await self.store.update(self.tenant, stored)
+            else:
+                await self.store.insert(self.tenant, stored)
+        return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
+
+    async def _create_once(self, owned: Resource, user_name: str) -> UserRecord:
+        """Create the mailbox at most once, even when the backend's answer was lost."""
+        for attempt in (1, 2):
+            try:
+                return await self.guard.call(self.adapter.create_user, owned)
+            except AlreadyExists:
+                raise uniqueness(f"userName '{user_name}' is already taken by another mailbox") from None
+            except ScimError as exc:
+                cause = exc.__cause__
+                if not (isinstance(cause, Transient) and cause.ambiguous):
+                    raise
+                page = await self.guard.call(self.adapter.find_users, _user_name_filter(user_name), 0, 2)
+                if page.items:
+                    record = page.items[0]
+                    mapped = await self.store.get_by_key(self.tenant, self.rt.name, record.key)
+                    if mapped is None:
+                        return record
+                    raise uniqueness(f"userName '{user_name}' is already taken by another mailbox") from None
+                if attempt == 2:
+                    raise transient_error(cause) from cause
+        raise AssertionError("unreachable")
+
+    async def replace(
+        self, id: str, body: Any, base_url: str, projection: Projection, if_match: Sequence[str] | None
+    ) -> Resource:
+        new = normalize_resource(body, self.rt)
+        async with self.locks.hold(("User", id)):
+            stored, record = await self._load(id)
+            check_if_match(stored, if_match)
+            return await self._write(stored, record, new, base_url, projection)
+
+    async def patch(
+        self, id: str, body: Any, base_url: str, projection: Projection, if_match: Sequence[str] | None
+    ) -> Resource:
+        ops = parse_patch(body, self.rt)
+        async with self.locks.hold(("User", id)):
+            stored, record = await self._load(id)
+            check_if_match(stored, if_match)
+            current = {"id": stored.id, **self._body(record, stored)}
+            new = apply_patch(current, ops, self.rt)
+            return await self._write(stored, record, new, base_url, projection)
+
+    async def _write(
+        self, stored: StoredResource, record: UserRecord, new: Resource, base_url: str, projection: Projection
+    ) -> Resource:
+        old_owned, old_shadow = self.ownership.split(echo_sent(record.attributes, stored.sent))
+        new_owned, new_shadow = self.ownership.split(new)
+        changes = self.ownership.changes(old_owned, new_owned)
+        if changes.get("userName") is None and "userName" in changes:
+            raise ScimError(400, "userName is required and cannot be removed", "invalidValue")
+        # Only attributes absent from the backend belong to the shadow.
+        shadow_changed = new_shadow != stored.shadow
+        if changes:
+            try:
+                record = await self.guard.call(self.adapter.update_user, stored.backend_key, changes)
+            except AlreadyExists:
+                raise uniqueness(f"userName '{changes.get('userName')}' is already taken by another mailbox") from None
+            except NotFound:
+                await self.store.delete(self.tenant, self.rt.name, stored.id)
+                raise ScimError(404, f"User {stored.id} not found") from None
+        if changes or shadow_changed:
+            stored.backend_key = record.key
+            stored.shadow = new_shadow
+            stored.version += 1
+            stored.last_modified = now_iso()
+            stored.sent = sent_strings(new_owned, self.ownership)
+            await self.store.update(self.tenant, stored)
+        return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
+
+    async def delete(self, id: str, if_match: Sequence[str] | None) -> None:
+        async with self.locks.hold(("User", id)):
+            stored = await self._stored(id)
+            check_if_match(stored, if_match)
+            try:
+                await self.guard.call(self.adapter.delete_user, stored.backend_key)
+            except NotFound:
+                pass  # already gone from the platform: deleting the mapping finishes the job
+            await self.store.delete(self.tenant, self.rt.name, id)

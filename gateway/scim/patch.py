@@ -1,0 +1,640 @@
+"""SCIM PATCH (RFC 7644 §3.5.2): dialect normalisation, then canonical operations, then apply.
+
+:func:`parse_patch` turns a PatchOp body in any dialect Entra and its validator speak
+(``"op": "Replace"``, a path-less ``value`` keyed by dotted or URN-qualified paths,
+URN-keyed nested objects) into a flat list of :class:`PatchOperation` with parsed paths.
+:func:`apply_patch` applies them in order to a canonical resource dict and returns a new
+dict; it is all-or-nothing because nothing reachable from the input is ever written.
+
+Deliberate departures from RFC-strict behaviour, each one something Entra relies on:
+
+* add/replace on ``attr[filter].sub`` with no matching element appends an element built
+  from the filter (``emails[type eq "work"].value`` on a user without a work email);
+* remove on ``members`` with a ``value`` removes only the listed members;
+* ``value`` on a remove of a single-valued path is ignored: the attribute is cleared;
+* add on a single-valued attribute replaces it;
+* null, "" and ``{"value": ""}`` (manager) in add/replace clear the attribute.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from gateway.scim.errors import invalid_path, invalid_syntax, mutability, no_target
+from gateway.scim.filter_ast import And, AttrPath, Compare, Filter, Not, Or, Present
+from gateway.scim.resources import (
+    EMAILS,
+    MANAGER,
+    MEMBERS,
+    check_required,
+    coerce_attribute,
+    coerce_single,
+    custom_attr_names,
+    find_key,
+    is_empty,
+    show,
+    split_custom_urn,
+    strip_empty,
+)
+from gateway.scim.schema import Attribute, ResourceType, split_urn
+
+OpName = Literal["add", "remove", "replace"]
+_OPS: dict[str, OpName] = {"add": "add", "remove": "remove", "replace": "replace"}
+_MISSING: Any = object()
+_ROOT = AttrPath("")
+# Sub-attributes that only qualify an element; one left with nothing else is removed.
+_QUALIFIERS = frozenset({"type", "primary"})
+_CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class PatchOperation:
+    """One canonical operation. ``path`` None means "the resource itself" (``value`` is an object)."""
+
+    op: OpName
+    path: AttrPath | None = None
+    value: Any = None
+
+
+# --------------------------------------------------------------------------- paths
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a path addresses in a resource dict.
+
+    kind "attr": an attribute this server defines; "custom": an attribute of an unknown
+    extension schema, stored verbatim; "schema": a whole schema's attributes (the
+    resource itself when ``container`` is None).
+    """
+
+    kind: Literal["attr", "custom", "schema"]
+    container: str | None
+    name: str
+    where: str
+    attribute: Attribute | None = None
+    sub: Attribute | None = None
+    sub_name: str | None = None
+    value_filter: Filter | None = None
+
+
+_path_cache: dict[tuple[int, str], tuple[ResourceType, AttrPath]] = {}
+_target_cache: dict[tuple[int, AttrPath], tuple[ResourceType, _Target]] = {}
+
+
+def _parse_plain_path(text: str) -> AttrPath:
+    # filter.py is written alongside this module; importing it at call time keeps this
+    # module importable (and type-checkable) on its own.
+    module = importlib.import_module("gateway.scim.filter")
+    return cast(Callable[[str], AttrPath], module.parse_path)(text)
+
+
+def parse_attr_path(text: str, rt: ResourceType) -> AttrPath:
+    """Parse a PATCH path (or a key of a path-less value) for ``rt``; 400 invalidPath if malformed.
+
+    URN prefixes are split here, against the schemas of ``rt``, so that attributes of an
+    extension schema we do not know end up with that schema's URN in ``AttrPath.urn``.
+    """
+    key = (id(rt), text)
+    cached = _path_cache.get(key)
+    if cached is not None and cached[0] is rt:
+        return cached[1]
+    path = _parse_attr_path(text.strip(), rt)
+    if len(_path_cache) >= _CACHE_LIMIT:
+        _path_cache.clear()
+    _path_cache[key] = (rt, path)
+    return path
+
+
+def _parse_attr_path(text: str, rt: ResourceType) -> AttrPath:
+    if not text:
+        raise invalid_path("The attribute path is empty")
+    if text[:4].lower() != "urn:":
+        return _parse_plain_path(text)
+    urn, rest = split_urn(text, rt)
+    if urn is not None:
+        if not rest:
+            return AttrPath("", urn=urn)
+        plain = _parse_plain_path(rest)
+        return AttrPath(plain.attr, plain.sub_attr, urn, plain.value_filter)
+    custom = split_custom_urn(text, rt)
+    if custom is None:
+        raise invalid_path(f"Unknown attribute path '{text}'")
+    urn, rest = custom
+    if not rest:
+        return AttrPath("", urn=urn)
+    names = custom_attr_names(rest)
+    if names is None:
+        raise invalid_path(f"Invalid attribute path '{text}': extension attributes this server does "
+                           "not define can only be addressed by name")
+    return AttrPath(names[0], names[1], urn)
+
+
+def _resolve(path: AttrPath, rt: ResourceType) -> _Target:
+    key = (id(rt), path)
+    cached = _target_cache.get(key)
+    if cached is not None and cached[0] is rt:
+        return cached[1]
+    target = _resolve_uncached(path, rt)
+    if len(_target_cache) >= _CACHE_LIMIT:
+        _target_cache.clear()
+    _target_cache[key] = (rt, target)
+    return target
+
+
+def _resolve_uncached(path: AttrPath, rt: ResourceType) -> _Target:
+    urn = path.urn
+    known_urn = urn is None or urn.lower() == rt.schema.id.lower() or rt.extension(urn) is not None
+    if not path.attr:
+        if urn is None:
+            return _Target("schema", None, "", "")
+        if not known_urn:
+            return _Target("schema", urn, "", urn)
+        ext = rt.extension(urn)
+        return _Target("schema", ext.id if ext else None, "", urn)
+    if not known_urn:
+        assert urn is not None
+        if path.value_filter is not None:
+            raise invalid_path(f"Invalid attribute path: '{urn}:{path.attr}' is not multi-valued")
+        where = f"{urn}:{path.attr}" + (f".{path.sub_attr}" if path.sub_attr else "")
+        return _Target("custom", urn, path.attr, where, sub_name=path.sub_attr)
+    resolved = rt.resolve(path.attr, path.sub_attr, urn)
+    if resolved is None:
+        shown = (f"{urn}:" if urn else "") + path.attr + (f".{path.sub_attr}" if path.sub_attr else "")
+        raise invalid_path(f"Unknown attribute '{shown}' for resource type {rt.name}")
+    attr = resolved.attribute
+    container = None if resolved.schema in ("", rt.schema.id) else resolved.schema
+    if path.value_filter is not None:
+        if attr.type != "complex":
+            raise invalid_path(f"Invalid attribute path: '{attr.name}' has no sub-attributes to filter on")
+        _check_filter(path.value_filter, attr)
+    sub = resolved.sub_attribute
+    return _Target("attr", container, attr.name, resolved.dotted, attr, sub, sub.name if sub else None,
+                   path.value_filter)
+
+
+def _check_mutability(op: OpName, target: _Target) -> None:
+    attr = target.attribute
+    if attr is None:
+        return
+    sub = target.sub
+    read_only = attr.mutability == "readOnly" or (sub is not None and sub.mutability == "readOnly")
+    # ``id`` may be repeated unchanged in a path-less value (clients echo the resource);
+    # apply compares it with the stored id.
+    if read_only and not (attr.name == "id" and target.container is None and op != "remove"):
+        raise mutability(f"Attribute '{target.where}' is read-only and cannot be modified")
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_patch(body: Any, rt: ResourceType) -> list[PatchOperation]:
+    """Canonical operations for a PatchOp request body.
+
+    Path-less operations and whole-schema paths are expanded into one operation per
+    attribute, so every returned operation except a whole-extension remove has a path
+    to a single attribute. Raises 400 invalidSyntax (body shape, unknown op),
+    invalidPath (malformed or unknown path), mutability (read-only attribute) or
+    noTarget (remove without path).
+    """
+    if not isinstance(body, dict):
+        raise invalid_syntax("The PATCH body must be a JSON object (a PatchOp message)")
+    raw_ops: Any = _MISSING
+    for key, value in body.items():
+        if isinstance(key, str) and key.lower() == "operations":
+            raw_ops = value
+    if raw_ops is _MISSING:
+        raise invalid_syntax("The PatchOp message has no 'Operations' list")
+    if not isinstance(raw_ops, list):
+        raise invalid_syntax("'Operations' must be a list of operations")
+    out: list[PatchOperation] = []
+    for index, raw in enumerate(raw_ops):
+        _parse_one(raw, index, rt, out)
+    return out
+
+
+def _parse_one(raw: Any, index: int, rt: ResourceType, out: list[PatchOperation]) -> None:
+    if not isinstance(raw, dict):
+        raise invalid_syntax(f"Operations[{index}] must be an object with 'op', 'path' and 'value'")
+    op_raw: Any = _MISSING
+    path_raw: Any = None
+    value: Any = _MISSING
+    for key, item in raw.items():
+        lower = key.lower() if isinstance(key, str) else ""
+        if lower == "op":
+            op_raw = item
+        elif lower == "path":
+            path_raw = item
+        elif lower == "value":
+            value = item
+    op = _OPS.get(op_raw.lower()) if isinstance(op_raw, str) else None
+    if op is None:
+        shown = "no op" if op_raw is _MISSING else f"op {show(op_raw)}"
+        raise invalid_syntax(f"Operations[{index}] has {shown}; expected add, remove or replace")
+    if path_raw is not None and not isinstance(path_raw, str):
+        raise invalid_path(f"Operations[{index}].path must be a string; got {show(path_raw)}")
+    if path_raw is None or not path_raw.strip():
+        if op == "remove":
+            raise no_target(f"Operations[{index}]: remove needs a path")
+        if value is _MISSING:
+            raise invalid_syntax(f"Operations[{index}]: {op} without a path needs a value object")
+        _expand(op, _ROOT, value, rt, out)
+        return
+    if op != "remove" and value is _MISSING:
+        raise invalid_syntax(f"Operations[{index}]: {op} needs a value")
+    _expand(op, parse_attr_path(path_raw, rt), None if value is _MISSING else value, rt, out)
+
+
+def _expand(op: OpName, path: AttrPath, value: Any, rt: ResourceType, out: list[PatchOperation]) -> None:
+    """Append the canonical operation(s) for (op, path, value), flattening whole-schema values."""
+    target = _resolve(path, rt)
+    if target.kind != "schema":
+        _check_mutability(op, target)
+        out.append(PatchOperation(op, path, value))
+        return
+    if op == "remove" or (value is None and target.container is not None):
+        if target.container is None:
+            raise no_target("A PATCH operation cannot remove the resource itself")
+        out.append(PatchOperation("remove", path, None))
+        return
+    if not isinstance(value, dict):
+        what = "an operation without a path" if target.container is None else f"'{target.where}'"
+        raise invalid_syntax(f"The value of {what} must be an object keyed by attribute names; "
+                             f"got {show(value)}")
+    for key, item in value.items():
+        if not isinstance(key, str) or key.lower() in ("schemas", "meta"):
+            continue
+        _expand(op, _child_path(target, key, rt), item, rt, out)
+
+
+def _child_path(schema: _Target, key: str, rt: ResourceType) -> AttrPath:
+    urn = schema.container
+    if urn is None or key[:4].lower() == "urn:":
+        return parse_attr_path(key, rt)
+    if rt.extension(urn) is not None:
+        plain = _parse_plain_path(key)
+        return AttrPath(plain.attr, plain.sub_attr, urn, plain.value_filter)
+    names = custom_attr_names(key)
+    if names is None:
+        raise invalid_path(f"Invalid attribute name '{key}' under '{urn}'")
+    return AttrPath(names[0], names[1], urn)
+
+
+# --------------------------------------------------------------------------- applying
+
+
+class _State:
+    """The resource being patched: a shallow copy whose touched parts are copied on write."""
+
+    __slots__ = ("owned", "result", "touched")
+
+    def __init__(self, resource: dict[str, Any]) -> None:
+        self.result = dict(resource)
+        self.owned: set[str] = set()
+        self.touched: set[str] = set()
+
+    def container(self, key: str | None, name: str) -> dict[str, Any]:
+        """The dict holding attribute ``name``, owned by this patch (safe to write)."""
+        if key is None:
+            self.touched.add(name)
+            return self.result
+        key = find_key(self.result, key)
+        if key not in self.owned:
+            current = self.result.get(key)
+            self.result[key] = dict(current) if isinstance(current, dict) else {}
+            self.owned.add(key)
+            self.touched.add(key)
+        return cast(dict[str, Any], self.result[key])
+
+    def finish(self, rt: ResourceType) -> dict[str, Any]:
+        for key in self.touched:
+            if key not in self.result:
+                continue
+            value = strip_empty(self.result[key])
+            if is_empty(value):
+                del self.result[key]
+            else:
+                self.result[key] = value
+        check_required(self.result, rt, self.touched)
+        return self.result
+
+
+def apply_patch(resource: dict[str, Any], ops: list[PatchOperation], rt: ResourceType) -> dict[str, Any]:
+    """Apply ``ops`` in order and return the patched resource; ``resource`` is not modified.
+
+    The result shares unchanged nested values with ``resource``: treat both as immutable
+    below the top level. Any failure raises ScimError and nothing is applied. A remove
+    whose filter matches nothing is a successful no-op.
+    """
+    state = _State(resource)
+    for op in ops:
+        if op.path is None:
+            expanded: list[PatchOperation] = []
+            _expand(op.op, _ROOT, op.value, rt, expanded)
+            for item in expanded:
+                _apply_one(state, item, rt)
+        else:
+            _apply_one(state, op, rt)
+    return state.finish(rt)
+
+
+def _apply_one(state: _State, op: PatchOperation, rt: ResourceType) -> None:
+    assert op.path is not None
+    target = _resolve(op.path, rt)
+    if target.kind == "schema":
+        if op.op != "remove":
+            expanded: list[PatchOperation] = []
+            _expand(op.op, op.path, op.value, rt, expanded)
+            for item in expanded:
+                _apply_one(state, item, rt)
+        elif target.container is None:
+            raise no_target("A PATCH operation cannot remove the resource itself")
+        else:
+            state.result.pop(find_key(state.result, target.container), None)
+        return
+    _check_mutability(op.op, target)
+    if target.kind == "custom":
+        _apply_custom(state, op, target)
+        return
+    attr = target.attribute
+    assert attr is not None
+    if attr.name == "id" and target.container is None:
+        if op.value != state.result.get("id"):
+            raise mutability("Attribute 'id' is read-only and cannot be modified")
+        return
+    container = state.container(target.container, target.name)
+    if attr.multi_valued:
+        _apply_multi(container, op, target, attr)
+    elif attr.type == "complex":
+        _apply_complex(container, op, target, attr)
+    elif op.op == "remove":
+        container.pop(target.name, None)
+    else:
+        _set(container, target.name, coerce_attribute(attr, op.value, target.where))
+
+
+def _set(container: dict[str, Any], name: str, value: Any) -> None:
+    if value is None:
+        container.pop(name, None)
+    else:
+        container[name] = value
+
+
+def _apply_custom(state: _State, op: PatchOperation, target: _Target) -> None:
+    container = state.container(target.container, target.name)
+    name = find_key(container, target.name)
+    value = None if op.op == "remove" or is_empty(op.value) else op.value
+    if target.sub_name is None:
+        container.pop(name, None)
+        _set(container, target.name, value)
+        return
+    current = container.get(name)
+    updated = dict(current) if isinstance(current, dict) else {}
+    updated.pop(find_key(updated, target.sub_name), None)
+    _set(updated, target.sub_name, value)
+    container.pop(name, None)
+    container[target.name] = updated
+
+
+def _apply_complex(container: dict[str, Any], op: PatchOperation, target: _Target, attr: Attribute) -> None:
+    """A single-valued complex attribute: ``name``, ``manager`` and their sub-attributes."""
+    name = target.name
+    current = container.get(name)
+    # ``manager[value eq "id"]``: the operation applies only if the current value matches.
+    if target.value_filter is not None and not (
+        isinstance(current, dict) and _matches(target.value_filter, current, attr)
+    ):
+        if op.op == "remove":
+            return
+        raise no_target(f"No value of '{target.where}' matches the filter")
+    sub = target.sub
+    if sub is not None:
+        value = None if op.op == "remove" else coerce_attribute(sub, op.value, target.where)
+        if attr is MANAGER and sub.name == "value" and is_empty(value):
+            container.pop(name, None)
+            return
+        updated = dict(current) if isinstance(current, dict) else {}
+        _set(updated, sub.name, value)
+        container[name] = updated
+        return
+    if op.op == "remove":
+        container.pop(name, None)
+        return
+    value = coerce_attribute(attr, op.value, target.where)
+    if value is None or attr is MANAGER or not isinstance(current, dict):
+        _set(container, name, value)
+        return
+    # RFC 7644 §3.5.2.1/3: sub-attributes not in the value are left unchanged; an
+    # explicit null clears one.
+    merged = dict(current)
+    for key, item in op.value.items():
+        sub_attr = attr.sub(key) if isinstance(key, str) else None
+        if sub_attr is not None:
+            merged[sub_attr.name] = value.get(sub_attr.name) if item is not None else None
+    container[name] = merged
+
+
+def _apply_multi(container: dict[str, Any], op: PatchOperation, target: _Target, attr: Attribute) -> None:
+    name = target.name
+    current = container.get(name)
+    elements: list[Any] = list(current) if isinstance(current, list) else []
+    if target.value_filter is None and target.sub is None:
+        if op.op == "remove":
+            updated = [] if op.value is None else _without(elements, op.value, attr, target.where)
+        else:
+            updated = _add_or_replace_all(elements, op, attr, target.where)
+        container[name] = updated
+        return
+    matched = [i for i, element in enumerate(elements)
+               if isinstance(element, dict)
+               and (target.value_filter is None or _matches(target.value_filter, element, attr))]
+    sub = target.sub
+    value: Any
+    if op.op == "remove":
+        value = None
+    elif sub is not None:
+        value = coerce_attribute(sub, op.value, target.where)
+    else:
+        value = coerce_single(attr, op.value, target.where)
+    if is_empty(value):
+        # Remove, or add/replace with null / "": clear what the path selects.
+        if sub is None:
+            elements = [e for i, e in enumerate(elements) if i not in set(matched)]
+        else:
+            for i in matched:
+                element = {k: v for k, v in elements[i].items() if k != sub.name}
+                elements[i] = None if element.keys() <= _QUALIFIERS else element
+            elements = [e for e in elements if e is not None]
+        container[name] = elements
+        return
+    patch: dict[str, Any] = {sub.name: value} if sub is not None else value
+    if not matched:
+        element = _element_for(target, attr, elements, patch)
+        elements.append(element)
+        matched = [len(elements) - 1]
+    else:
+        for i in matched:
+            elements[i] = {**elements[i], **patch}
+    if patch.get("primary") is True:
+        _demote_primaries(elements, set(matched))
+    container[name] = elements
+
+
+def _element_for(
+    target: _Target, attr: Attribute, elements: list[Any], patch: dict[str, Any]
+) -> dict[str, Any]:
+    """The element to create when add/replace selects none (Entra expects create-on-absent)."""
+    if target.value_filter is None:
+        if elements:
+            raise no_target(f"No element of '{target.where}' to modify")
+        seed: dict[str, Any] | None = {}
+    else:
+        seed = _element_from_filter(target.value_filter, attr)
+    if seed is None:
+        raise no_target(f"No value of '{target.name}' matches the filter of '{target.where}', "
+                        "and no value can be created from it")
+    element = {**seed, **patch}
+    if (attr is EMAILS and "primary" not in element
+            and str(element.get("type", "")).lower() == "work"
+            and not any(isinstance(e, dict) and e.get("primary") is True for e in elements)):
+        element["primary"] = True
+    return element
+
+
+def _add_or_replace_all(elements: list[Any], op: PatchOperation, attr: Attribute, where: str) -> list[Any]:
+    items = coerce_attribute(attr, op.value, where) or []
+    if op.op == "replace":
+        return cast(list[Any], items)
+    if attr is MEMBERS:
+        present = {e.get("value") for e in elements if isinstance(e, dict)}
+        fresh = [m for m in items if m.get("value") not in present]
+    else:
+        fresh = [item for item in items if item not in elements]
+    elements.extend(fresh)
+    primaries = {len(elements) - len(fresh) + i for i, item in enumerate(fresh)
+                 if isinstance(item, dict) and item.get("primary") is True}
+    if primaries:
+        _demote_primaries(elements, primaries)
+    return elements
+
+
+def _without(elements: list[Any], value: Any, attr: Attribute, where: str) -> list[Any]:
+    """``elements`` minus the values listed in a remove's ``value`` (Entra's member removal)."""
+    items = value if isinstance(value, list) else [value]
+    ids: set[Any] = set()
+    whole: list[Any] = []
+    for i, item in enumerate(items):
+        if item is None:
+            continue
+        if isinstance(item, str):
+            ids.add(item)
+            continue
+        element = coerce_single(attr, item, f"{where}[{i}]")
+        if isinstance(element, dict) and "value" in element:
+            ids.add(element["value"])
+        else:
+            whole.append(element)
+    return [e for e in elements
+            if not (isinstance(e, dict) and e.get("value") in ids) and e not in whole]
+
+
+def _demote_primaries(elements: list[Any], keep: set[int]) -> None:
+    """At most one primary value (RFC 7643 §2.4): a new primary demotes the others."""
+    for i, element in enumerate(elements):
+        if i not in keep and isinstance(element, dict) and element.get("primary") is True:
+            elements[i] = {**element, "primary": False}
+
+
+# --------------------------------------------------------------------------- value filters
+
+
+def _check_filter(f: Filter, attr: Attribute) -> None:
+    """400 invalidPath unless every attribute in ``f`` is a sub-attribute of ``attr``."""
+    if isinstance(f, And | Or):
+        _check_filter(f.left, attr)
+        _check_filter(f.right, attr)
+    elif isinstance(f, Not):
+        _check_filter(f.expr, attr)
+    elif isinstance(f, Compare | Present):
+        p = f.path
+        if p.urn is not None or p.sub_attr is not None or p.value_filter is not None or not attr.sub(p.attr):
+            raise invalid_path(f"Invalid filter on '{attr.name}': '{p.attr}' is not a sub-attribute")
+    else:
+        raise invalid_path(f"Invalid filter on '{attr.name}': nested value filters are not allowed")
+
+
+def _matches(f: Filter, element: dict[str, Any], attr: Attribute) -> bool:
+    """Evaluate a value filter (already checked by :func:`_check_filter`) against one element."""
+    if isinstance(f, Compare):
+        sub = attr.sub(f.path.attr)
+        assert sub is not None
+        return _compare(element.get(sub.name), f.op, f.value, sub)
+    if isinstance(f, And):
+        return _matches(f.left, element, attr) and _matches(f.right, element, attr)
+    if isinstance(f, Or):
+        return _matches(f.left, element, attr) or _matches(f.right, element, attr)
+    if isinstance(f, Not):
+        return not _matches(f.expr, element, attr)
+    if isinstance(f, Present):
+        sub = attr.sub(f.path.attr)
+        assert sub is not None
+        return not is_empty(element.get(sub.name))
+    return False
+
+
+def _compare(actual: Any, op: str, literal: Any, sub: Attribute) -> bool:
+    if sub.type == "boolean" and isinstance(literal, str) and literal.lower() in ("true", "false"):
+        # ``roles[primary eq "True"]``: Entra quotes booleans in filters too.
+        literal = literal.lower() == "true"
+    if literal is None:
+        return (actual is None) == (op == "eq") if op in ("eq", "ne") else False
+    if actual is None:
+        return op == "ne"
+    if isinstance(actual, str) and isinstance(literal, str):
+        if not sub.case_exact:
+            actual, literal = actual.casefold(), literal.casefold()
+    elif isinstance(actual, bool) or isinstance(literal, bool):
+        if not (isinstance(actual, bool) and isinstance(literal, bool)):
+            return op == "ne"
+    elif not (isinstance(actual, int | float) and isinstance(literal, int | float)):
+        return op == "ne"
+    if op == "eq":
+        return bool(actual == literal)
+    if op == "ne":
+        return bool(actual != literal)
+    if isinstance(actual, str):
+        if op == "co":
+            return literal in actual
+        if op == "sw":
+            return bool(actual.startswith(literal))
+        if op == "ew":
+            return bool(actual.endswith(literal))
+    if isinstance(actual, bool) or op in ("co", "sw", "ew"):
+        return False
+    if op == "gt":
+        return bool(actual > literal)
+    if op == "ge":
+        return bool(actual >= literal)
+    if op == "lt":
+        return bool(actual < literal)
+    if op == "le":
+        return bool(actual <= literal)
+    return False
+
+
+def _element_from_filter(f: Filter, attr: Attribute) -> dict[str, Any] | None:
+    """The element a filter of ``eq`` terms joined by ``and`` describes; None for any other filter."""
+    if isinstance(f, Compare) and f.op == "eq" and f.value is not None:
+        sub = attr.sub(f.path.attr)
+        assert sub is not None
+        return {sub.name: coerce_single(sub, f.value, f"{attr.name}.{sub.name}")}
+    if isinstance(f, And):
+        left = _element_from_filter(f.left, attr)
+        right = _element_from_filter(f.right, attr)
+        if left is None or right is None:
+            return None
+        return {**left, **right}
+    return None

@@ -1,0 +1,65 @@
+"""The gateway's own state: SCIM id ↔ backend key, shadow attributes, versions.
+
+The backend is the source of truth for what exists and for the attributes it owns;
+the store remembers what the backend cannot: the stable SCIM id Entra caches, the
+attributes the backend has no field for (read back exactly as sent), and the version
+behind each ETag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class StoredResource:
+    id: str
+    resource_type: str
+    backend_key: str
+    shadow: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+    created: str = ""
+    last_modified: str = ""
+    sent: dict[str, str] = field(default_factory=dict)
+    """Owned string attributes as the client sent them, by dotted path: a backend that
+    lower-cases addresses must not make Entra see a change on every cycle."""
+
+    @property
+    def external_id(self) -> str | None:
+        value = self.shadow.get("externalId")
+        return value if isinstance(value, str) else None
+
+
+class DuplicateKey(Exception):
+    """Another mapping already holds this backend key."""
+
+
+class StateStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def check(self) -> None:
+        """Raise when the store cannot be reached (readiness)."""
+
+    async def get(self, tenant: str, resource_type: str, id: str) -> StoredResource | None: ...
+
+    async def get_by_key(self, tenant: str, resource_type: str, key: str) -> StoredResource | None: ...
+
+    async def get_many_by_keys(
+        self, tenant: str, resource_type: str, keys: list[str]
+    ) -> dict[str, StoredResource]: ...
+
+    async def get_many(self, tenant: str, resource_type: str, ids: list[str]) -> dict[str, StoredResource]: ...
+
+    async def find_by_external_id(self, tenant: str, resource_type: str, external_id: str) -> list[StoredResource]:
+        """Mappings whose shadow externalId equals ``external_id`` exactly (caseExact)."""
+
+    async def insert(self, tenant: str, resource: StoredResource) -> None:
+        """Raise DuplicateKey when the backend key is already mapped."""
+
+    async def update(self, tenant: str, resource: StoredResource) -> None:
+        """Replace the mapping with this id (backend key may change on rename)."""
+
+    async def delete(self, tenant: str, resource_type: str, id: str) -> None: ...

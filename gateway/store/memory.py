@@ -1,0 +1,91 @@
+"""A process-local state store: for tests, benchmarks and throw-away trials."""
+
+from __future__ import annotations
+
+import copy
+
+from gateway.store.base import DuplicateKey, StoredResource
+
+_Scope = tuple[str, str]
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._by_id: dict[_Scope, dict[str, StoredResource]] = {}
+        self._by_key: dict[_Scope, dict[str, str]] = {}
+        self._by_external: dict[_Scope, dict[str, set[str]]] = {}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def check(self) -> None:
+        return None
+
+    def _maps(self, tenant: str, rtype: str) -> tuple[dict[str, StoredResource], dict[str, str], dict[str, set[str]]]:
+        scope = (tenant, rtype)
+        return (
+            self._by_id.setdefault(scope, {}),
+            self._by_key.setdefault(scope, {}),
+            self._by_external.setdefault(scope, {}),
+        )
+
+    async def get(self, tenant: str, resource_type: str, id: str) -> StoredResource | None:
+        found = self._maps(tenant, resource_type)[0].get(id)
+        return copy.deepcopy(found) if found is not None else None
+
+    async def get_by_key(self, tenant: str, resource_type: str, key: str) -> StoredResource | None:
+        by_id, by_key, _ = self._maps(tenant, resource_type)
+        rid = by_key.get(key)
+        return copy.deepcopy(by_id[rid]) if rid is not None else None
+
+    async def get_many_by_keys(
+        self, tenant: str, resource_type: str, keys: list[str]
+    ) -> dict[str, StoredResource]:
+        by_id, by_key, _ = self._maps(tenant, resource_type)
+        return {k: copy.deepcopy(by_id[by_key[k]]) for k in keys if k in by_key}
+
+    async def get_many(self, tenant: str, resource_type: str, ids: list[str]) -> dict[str, StoredResource]:
+        by_id = self._maps(tenant, resource_type)[0]
+        return {i: copy.deepcopy(by_id[i]) for i in ids if i in by_id}
+
+    async def find_by_external_id(self, tenant: str, resource_type: str, external_id: str) -> list[StoredResource]:
+        by_id, _, by_ext = self._maps(tenant, resource_type)
+        return [copy.deepcopy(by_id[i]) for i in sorted(by_ext.get(external_id, ())) if i in by_id]
+
+    async def insert(self, tenant: str, resource: StoredResource) -> None:
+        by_id, by_key, by_ext = self._maps(tenant, resource.resource_type)
+        if resource.backend_key in by_key:
+            raise DuplicateKey(resource.backend_key)
+        by_id[resource.id] = copy.deepcopy(resource)
+        by_key[resource.backend_key] = resource.id
+        if resource.external_id is not None:
+            by_ext.setdefault(resource.external_id, set()).add(resource.id)
+
+    async def update(self, tenant: str, resource: StoredResource) -> None:
+        by_id, by_key, by_ext = self._maps(tenant, resource.resource_type)
+        holder = by_key.get(resource.backend_key)
+        if holder is not None and holder != resource.id:
+            raise DuplicateKey(resource.backend_key)
+        old = by_id.get(resource.id)
+        if old is not None:
+            if by_key.get(old.backend_key) == old.id:
+                del by_key[old.backend_key]
+            if old.external_id is not None:
+                by_ext.get(old.external_id, set()).discard(old.id)
+        by_id[resource.id] = copy.deepcopy(resource)
+        by_key[resource.backend_key] = resource.id
+        if resource.external_id is not None:
+            by_ext.setdefault(resource.external_id, set()).add(resource.id)
+
+    async def delete(self, tenant: str, resource_type: str, id: str) -> None:
+        by_id, by_key, by_ext = self._maps(tenant, resource_type)
+        old = by_id.pop(id, None)
+        if old is None:
+            return
+        if by_key.get(old.backend_key) == id:
+            del by_key[old.backend_key]
+        if old.external_id is not None:
+            by_ext.get(old.external_id, set()).discard(id)

@@ -1,0 +1,61 @@
+"""Tenants: who a bearer token belongs to, and the backend and services that serve it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from adapters.base import Adapter
+from gateway.provisioning.common import TenantContext
+from gateway.provisioning.groups import GroupService
+from gateway.provisioning.guard import BackendGuard, KeyedLocks
+from gateway.provisioning.users import UserService
+from gateway.store.base import StateStore
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Tenant:
+    id: str
+    adapter: Adapter
+    users: UserService
+    groups: GroupService
+    guard: BackendGuard
+
+
+def build_tenant(
+    tenant_id: str,
+    adapter: Adapter,
+    store: StateStore,
+    *,
+    concurrency: int,
+    queue_timeout: float,
+    max_page_size: int,
+) -> Tenant:
+    guard = BackendGuard(concurrency, queue_timeout)
+    ctx = TenantContext(tenant_id, adapter, store, guard, KeyedLocks(), max_page_size)
+    return Tenant(tenant_id, adapter, UserService(ctx), GroupService(ctx), guard)
+
+
+class TenantRegistry:
+    """Maps sha256(token) → tenant. Tokens are never kept in plain text."""
+
+    def __init__(self) -> None:
+        self._by_hash: dict[str, Tenant] = {}
+        self.tenants: dict[str, Tenant] = {}
+
+    def add(self, tenant: Tenant, token_hashes: list[str]) -> None:
+        self.tenants[tenant.id] = tenant
+        for token_hash in token_hashes:
+            self._by_hash[token_hash.lower()] = tenant
+
+    def authenticate(self, token: str) -> Tenant | None:
+        """The tenant a token belongs to, or None.
+
+        Only the sha256 of the token is compared (as a dict key), so response timing can reveal
+        at most a prefix of a hash, never of a token.
+        """
+        return self._by_hash.get(hash_token(token))
