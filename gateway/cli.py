@@ -32,13 +32,13 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    loop: asyncio.AbstractEventLoop
     try:
         import uvloop
 
-        loop_factory = uvloop.new_event_loop
+        loop = uvloop.new_event_loop()
     except ImportError:  # uvloop is optional (e.g. on Windows)
-        loop_factory = asyncio.new_event_loop
-    loop = loop_factory()
+        loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     print(f"SCIM gateway listening: Tenant URL http://{settings.host}:{settings.port}/scim/v2", flush=True)
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None, loop=loop)

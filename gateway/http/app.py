@@ -15,7 +15,7 @@ from gateway.store.base import StateStore
 from gateway.tenants import TenantRegistry, build_tenant, hash_token
 from gateway.wiring import make_adapter, make_store
 
-STORE_KEY: web.AppKey[StateStore] = web.AppKey("store", StateStore)  # type: ignore[type-abstract]
+STORE_KEY: web.AppKey[StateStore] = web.AppKey("store", StateStore)
 ADAPTERS_KEY: web.AppKey[list[Adapter]] = web.AppKey("adapters", list)
 
 # Entra appends "/Users" to whatever the admin typed, so "…/scim/v2/" arrives as "…/scim/v2//Users".

@@ -117,7 +117,10 @@ class ResourceServiceBase(Generic[RecordT]):
         schemas = [self.rt.schema.id]
         schemas.extend(k for k in body if k.startswith("urn:"))
         resource: Resource = {"schemas": schemas, "id": stored.id}
-        resource.update(body)
+        # Schema order reads naturally in logs and diffs; unknown keys keep their place at the end.
+        order = _attribute_order(self.rt)
+        for key in sorted(body, key=lambda k: order.get(k, len(order))):
+            resource[key] = body[key]
         resource["meta"] = self._meta(stored, base_url)
         return resource
 
@@ -220,6 +223,17 @@ class ResourceServiceBase(Generic[RecordT]):
         start = query.start_index - 1
         window = resources[start:start + count]
         return [self._project(r, projection) for r in window], total
+
+
+_ORDERS: dict[str, dict[str, int]] = {}
+
+
+def _attribute_order(rt: ResourceType) -> dict[str, int]:
+    order = _ORDERS.get(rt.name)
+    if order is None:
+        names = ["externalId", *(a.name for a in rt.schema.attributes), *(e.id for e in rt.extensions)]
+        order = _ORDERS[rt.name] = {name: i for i, name in enumerate(names)}
+    return order
 
 
 def sort_resources(resources: list[Resource], sort_by: str, descending: bool, rt: ResourceType) -> list[Resource]:

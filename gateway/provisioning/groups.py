@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -210,8 +211,6 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         async with self.locks.hold(("Group", id)):
             stored = await self._stored(id)
             check_if_match(stored, if_match)
-            try:
+            with contextlib.suppress(NotFound):
                 await self.guard.call(self.adapter.delete_group, stored.backend_key)
-            except NotFound:
-                pass
             await self.store.delete(self.tenant, self.rt.name, id)

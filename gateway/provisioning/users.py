@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -140,7 +141,7 @@ class UserService(ResourceServiceBase[UserRecord]):
     async def _write(
         self, stored: StoredResource, record: UserRecord, new: Resource, base_url: str, projection: Projection
     ) -> Resource:
-        old_owned, old_shadow = self.ownership.split(echo_sent(record.attributes, stored.sent))
+        old_owned, _ = self.ownership.split(echo_sent(record.attributes, stored.sent))
         new_owned, new_shadow = self.ownership.split(new)
         changes = self.ownership.changes(old_owned, new_owned)
         if changes.get("userName") is None and "userName" in changes:
@@ -168,8 +169,7 @@ class UserService(ResourceServiceBase[UserRecord]):
         async with self.locks.hold(("User", id)):
             stored = await self._stored(id)
             check_if_match(stored, if_match)
-            try:
+            # Already gone from the platform? Deleting the mapping finishes the job.
+            with contextlib.suppress(NotFound):
                 await self.guard.call(self.adapter.delete_user, stored.backend_key)
-            except NotFound:
-                pass  # already gone from the platform: deleting the mapping finishes the job
             await self.store.delete(self.tenant, self.rt.name, id)

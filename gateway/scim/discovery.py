@@ -1,7 +1,7 @@
 """SCIM discovery documents (RFC 7643 §5-§7, RFC 7644 §4) built from ``schema.py``.
 
 Pure: no I/O. Every builder returns plain JSON-ready dicts with camelCase keys and no
-``None`` values anywhere, because Entra rejects discovery payloads that carry nulls.
+``None`` values anywhere: Entra expects discovery payloads without nulls.
 
 The documents only depend on the base URL (for ``meta.location``) and on static
 settings, so each set is built once and memoised. The returned objects are shared
@@ -45,9 +45,8 @@ def _normalise(base_url: str) -> str:
 def attribute_document(attribute: Attribute) -> JSONDict:
     """The RFC 7643 §7 representation of one attribute definition.
 
-    Every characteristic is spelled out, even where it equals the RFC default: some
-    clients (Entra's schema discovery among them) do not apply defaults and treat a
-    missing ``mutability`` or ``returned`` as unknown.
+    Every characteristic is spelled out, even where it equals the RFC default: clients
+    disagree on which defaults apply, so nothing is left for them to guess.
     """
     doc: JSONDict = {
         "name": attribute.name,

@@ -18,12 +18,13 @@ Deliberate departures from RFC-strict behaviour, each one something Entra relies
 
 from __future__ import annotations
 
-import importlib
+import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from gateway.scim.errors import invalid_path, invalid_syntax, mutability, no_target
+from gateway.scim.filter import parse_path
 from gateway.scim.filter_ast import And, AttrPath, Compare, Filter, Not, Or, Present
 from gateway.scim.resources import (
     EMAILS,
@@ -33,6 +34,7 @@ from gateway.scim.resources import (
     coerce_attribute,
     coerce_single,
     custom_attr_names,
+    dedupe_members,
     find_key,
     is_empty,
     show,
@@ -42,12 +44,20 @@ from gateway.scim.resources import (
 from gateway.scim.schema import Attribute, ResourceType, split_urn
 
 OpName = Literal["add", "remove", "replace"]
+Predicate = Callable[[dict[str, Any]], bool]
 _OPS: dict[str, OpName] = {"add": "add", "remove": "remove", "replace": "replace"}
 _MISSING: Any = object()
 _ROOT = AttrPath("")
 # Sub-attributes that only qualify an element; one left with nothing else is removed.
 _QUALIFIERS = frozenset({"type", "primary"})
 _CACHE_LIMIT = 4096
+_ORDERED: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "ge": operator.ge, "lt": operator.lt,
+    "le": operator.le,
+}
+_SUBSTRING: dict[str, Callable[[str, str], bool]] = {
+    "co": lambda value, literal: literal in value, "sw": str.startswith, "ew": str.endswith,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +89,13 @@ class _Target:
     sub: Attribute | None = None
     sub_name: str | None = None
     value_filter: Filter | None = None
+    match: Predicate | None = field(default=None, compare=False)
 
 
 _path_cache: dict[tuple[int, str], tuple[ResourceType, AttrPath]] = {}
-_target_cache: dict[tuple[int, AttrPath], tuple[ResourceType, _Target]] = {}
-
-
-def _parse_plain_path(text: str) -> AttrPath:
-    # filter.py is written alongside this module; importing it at call time keeps this
-    # module importable (and type-checkable) on its own.
-    module = importlib.import_module("gateway.scim.filter")
-    return cast(Callable[[str], AttrPath], module.parse_path)(text)
+# Keyed by identity: parse_attr_path hands out one AttrPath per distinct text, and equal
+# paths can still differ in literal type (``eq true`` == ``eq 1`` as dataclasses).
+_target_cache: dict[tuple[int, int], tuple[ResourceType, AttrPath, _Target]] = {}
 
 
 def parse_attr_path(text: str, rt: ResourceType) -> AttrPath:
@@ -113,12 +119,12 @@ def _parse_attr_path(text: str, rt: ResourceType) -> AttrPath:
     if not text:
         raise invalid_path("The attribute path is empty")
     if text[:4].lower() != "urn:":
-        return _parse_plain_path(text)
+        return parse_path(text)
     urn, rest = split_urn(text, rt)
     if urn is not None:
         if not rest:
             return AttrPath("", urn=urn)
-        plain = _parse_plain_path(rest)
+        plain = parse_path(rest)
         return AttrPath(plain.attr, plain.sub_attr, urn, plain.value_filter)
     custom = split_custom_urn(text, rt)
     if custom is None:
@@ -134,14 +140,14 @@ def _parse_attr_path(text: str, rt: ResourceType) -> AttrPath:
 
 
 def _resolve(path: AttrPath, rt: ResourceType) -> _Target:
-    key = (id(rt), path)
+    key = (id(rt), id(path))
     cached = _target_cache.get(key)
-    if cached is not None and cached[0] is rt:
-        return cached[1]
+    if cached is not None and cached[0] is rt and cached[1] is path:
+        return cached[2]
     target = _resolve_uncached(path, rt)
     if len(_target_cache) >= _CACHE_LIMIT:
         _target_cache.clear()
-    _target_cache[key] = (rt, target)
+    _target_cache[key] = (rt, path, target)
     return target
 
 
@@ -167,13 +173,14 @@ def _resolve_uncached(path: AttrPath, rt: ResourceType) -> _Target:
         raise invalid_path(f"Unknown attribute '{shown}' for resource type {rt.name}")
     attr = resolved.attribute
     container = None if resolved.schema in ("", rt.schema.id) else resolved.schema
+    match = None
     if path.value_filter is not None:
         if attr.type != "complex":
             raise invalid_path(f"Invalid attribute path: '{attr.name}' has no sub-attributes to filter on")
-        _check_filter(path.value_filter, attr)
+        match = _compile(path.value_filter, attr)
     sub = resolved.sub_attribute
     return _Target("attr", container, attr.name, resolved.dotted, attr, sub, sub.name if sub else None,
-                   path.value_filter)
+                   path.value_filter, match)
 
 
 def _check_mutability(op: OpName, target: _Target) -> None:
@@ -271,16 +278,9 @@ def _expand(op: OpName, path: AttrPath, value: Any, rt: ResourceType, out: list[
 
 
 def _child_path(schema: _Target, key: str, rt: ResourceType) -> AttrPath:
-    urn = schema.container
-    if urn is None or key[:4].lower() == "urn:":
+    if schema.container is None or key[:4].lower() == "urn:":
         return parse_attr_path(key, rt)
-    if rt.extension(urn) is not None:
-        plain = _parse_plain_path(key)
-        return AttrPath(plain.attr, plain.sub_attr, urn, plain.value_filter)
-    names = custom_attr_names(key)
-    if names is None:
-        raise invalid_path(f"Invalid attribute name '{key}' under '{urn}'")
-    return AttrPath(names[0], names[1], urn)
+    return parse_attr_path(f"{schema.container}:{key}", rt)
 
 
 # --------------------------------------------------------------------------- applying
@@ -311,11 +311,13 @@ class _State:
 
     def finish(self, rt: ResourceType) -> dict[str, Any]:
         for key in self.touched:
-            if key not in self.result:
-                continue
-            value = strip_empty(self.result[key])
+            value = self.result.get(key)
+            # Multi-valued operations clean the elements they write; re-scanning a list of
+            # thousands of members on every PATCH would dominate its cost.
+            if not isinstance(value, list):
+                value = strip_empty(value)
             if is_empty(value):
-                del self.result[key]
+                self.result.pop(key, None)
             else:
                 self.result[key] = value
         check_required(self.result, rt, self.touched)
@@ -404,9 +406,7 @@ def _apply_complex(container: dict[str, Any], op: PatchOperation, target: _Targe
     name = target.name
     current = container.get(name)
     # ``manager[value eq "id"]``: the operation applies only if the current value matches.
-    if target.value_filter is not None and not (
-        isinstance(current, dict) and _matches(target.value_filter, current, attr)
-    ):
+    if target.match is not None and not (isinstance(current, dict) and target.match(current)):
         if op.op == "remove":
             return
         raise no_target(f"No value of '{target.where}' matches the filter")
@@ -448,39 +448,39 @@ def _apply_multi(container: dict[str, Any], op: PatchOperation, target: _Target,
             updated = _add_or_replace_all(elements, op, attr, target.where)
         container[name] = updated
         return
-    matched = [i for i, element in enumerate(elements)
-               if isinstance(element, dict)
-               and (target.value_filter is None or _matches(target.value_filter, element, attr))]
+    match = target.match
+    matched = [i for i, e in enumerate(elements) if isinstance(e, dict) and (match is None or match(e))]
     sub = target.sub
-    value: Any
-    if op.op == "remove":
-        value = None
-    elif sub is not None:
-        value = coerce_attribute(sub, op.value, target.where)
-    else:
-        value = coerce_single(attr, op.value, target.where)
+    value: Any = None
+    if op.op != "remove" and op.value is not None:
+        value = strip_empty(coerce_single(sub or attr, op.value, target.where))
     if is_empty(value):
         # Remove, or add/replace with null / "": clear what the path selects.
+        chosen = set(matched)
         if sub is None:
-            elements = [e for i, e in enumerate(elements) if i not in set(matched)]
+            elements = [e for i, e in enumerate(elements) if i not in chosen]
         else:
-            for i in matched:
-                element = {k: v for k, v in elements[i].items() if k != sub.name}
-                elements[i] = None if element.keys() <= _QUALIFIERS else element
-            elements = [e for e in elements if e is not None]
-        container[name] = elements
+            elements = [_without_sub(e, sub.name, attr) if i in chosen else e for i, e in enumerate(elements)]
+        container[name] = [e for e in elements if e is not None]
         return
     patch: dict[str, Any] = {sub.name: value} if sub is not None else value
     if not matched:
-        element = _element_for(target, attr, elements, patch)
-        elements.append(element)
+        elements.append(_element_for(target, attr, elements, patch))
         matched = [len(elements) - 1]
-    else:
-        for i in matched:
-            elements[i] = {**elements[i], **patch}
+    for i in matched:
+        elements[i] = {**elements[i], **patch}
     if patch.get("primary") is True:
         _demote_primaries(elements, set(matched))
-    container[name] = elements
+    # Rewriting a member's value can make it repeat another member.
+    container[name] = dedupe_members(elements) if attr is MEMBERS else elements
+
+
+def _without_sub(element: dict[str, Any], name: str, attr: Attribute) -> dict[str, Any] | None:
+    """``element`` less sub-attribute ``name``; None when only qualifiers (type, primary) remain."""
+    rest = {k: v for k, v in element.items() if k != name}
+    if rest.keys() <= _QUALIFIERS or (attr is MEMBERS and "value" not in rest):
+        return None
+    return rest
 
 
 def _element_for(
@@ -497,6 +497,8 @@ def _element_for(
         raise no_target(f"No value of '{target.name}' matches the filter of '{target.where}', "
                         "and no value can be created from it")
     element = {**seed, **patch}
+    if attr is MEMBERS and not element.get("value"):
+        raise no_target(f"No member matches '{target.where}', and a member cannot be created without a value")
     if (attr is EMAILS and "primary" not in element
             and str(element.get("type", "")).lower() == "work"
             and not any(isinstance(e, dict) and e.get("primary") is True for e in elements)):
@@ -505,7 +507,7 @@ def _element_for(
 
 
 def _add_or_replace_all(elements: list[Any], op: PatchOperation, attr: Attribute, where: str) -> list[Any]:
-    items = coerce_attribute(attr, op.value, where) or []
+    items = strip_empty(coerce_attribute(attr, op.value, where)) or []
     if op.op == "replace":
         return cast(list[Any], items)
     if attr is MEMBERS:
@@ -551,78 +553,55 @@ def _demote_primaries(elements: list[Any], keep: set[int]) -> None:
 # --------------------------------------------------------------------------- value filters
 
 
-def _check_filter(f: Filter, attr: Attribute) -> None:
-    """400 invalidPath unless every attribute in ``f`` is a sub-attribute of ``attr``."""
+def _compile(f: Filter, attr: Attribute) -> Predicate:
+    """A test of one element of ``attr`` against value filter ``f``, compiled once per path.
+
+    Raises 400 invalidPath unless every attribute in ``f`` is a sub-attribute of ``attr``.
+    """
     if isinstance(f, And | Or):
-        _check_filter(f.left, attr)
-        _check_filter(f.right, attr)
-    elif isinstance(f, Not):
-        _check_filter(f.expr, attr)
-    elif isinstance(f, Compare | Present):
-        p = f.path
-        if p.urn is not None or p.sub_attr is not None or p.value_filter is not None or not attr.sub(p.attr):
-            raise invalid_path(f"Invalid filter on '{attr.name}': '{p.attr}' is not a sub-attribute")
-    else:
-        raise invalid_path(f"Invalid filter on '{attr.name}': nested value filters are not allowed")
-
-
-def _matches(f: Filter, element: dict[str, Any], attr: Attribute) -> bool:
-    """Evaluate a value filter (already checked by :func:`_check_filter`) against one element."""
-    if isinstance(f, Compare):
-        sub = attr.sub(f.path.attr)
-        assert sub is not None
-        return _compare(element.get(sub.name), f.op, f.value, sub)
-    if isinstance(f, And):
-        return _matches(f.left, element, attr) and _matches(f.right, element, attr)
-    if isinstance(f, Or):
-        return _matches(f.left, element, attr) or _matches(f.right, element, attr)
+        left, right = _compile(f.left, attr), _compile(f.right, attr)
+        if isinstance(f, And):
+            return lambda e: left(e) and right(e)
+        return lambda e: left(e) or right(e)
     if isinstance(f, Not):
-        return not _matches(f.expr, element, attr)
+        inner = _compile(f.expr, attr)
+        return lambda e: not inner(e)
+    if not isinstance(f, Compare | Present):
+        raise invalid_path(f"Invalid filter on '{attr.name}': value filters cannot be nested")
+    p = f.path
+    sub = attr.sub(p.attr) if p.urn is None and p.sub_attr is None and p.value_filter is None else None
+    if sub is None:
+        raise invalid_path(f"Invalid filter on '{attr.name}': '{p.attr}' is not one of its sub-attributes")
+    name = sub.name
     if isinstance(f, Present):
-        sub = attr.sub(f.path.attr)
-        assert sub is not None
-        return not is_empty(element.get(sub.name))
-    return False
-
-
-def _compare(actual: Any, op: str, literal: Any, sub: Attribute) -> bool:
+        return lambda e: not is_empty(e.get(name))
+    op, literal, exact = f.op, f.value, sub.case_exact
     if sub.type == "boolean" and isinstance(literal, str) and literal.lower() in ("true", "false"):
         # ``roles[primary eq "True"]``: Entra quotes booleans in filters too.
         literal = literal.lower() == "true"
-    if literal is None:
-        return (actual is None) == (op == "eq") if op in ("eq", "ne") else False
-    if actual is None:
-        return op == "ne"
-    if isinstance(actual, str) and isinstance(literal, str):
-        if not sub.case_exact:
-            actual, literal = actual.casefold(), literal.casefold()
-    elif isinstance(actual, bool) or isinstance(literal, bool):
-        if not (isinstance(actual, bool) and isinstance(literal, bool)):
-            return op == "ne"
-    elif not (isinstance(actual, int | float) and isinstance(literal, int | float)):
-        return op == "ne"
-    if op == "eq":
-        return bool(actual == literal)
-    if op == "ne":
-        return bool(actual != literal)
-    if isinstance(actual, str):
-        if op == "co":
-            return literal in actual
-        if op == "sw":
-            return bool(actual.startswith(literal))
-        if op == "ew":
-            return bool(actual.endswith(literal))
-    if isinstance(actual, bool) or op in ("co", "sw", "ew"):
+    if op == "eq" and isinstance(literal, str) and not exact:
+        folded = literal.lower()
+
+        def equals(e: dict[str, Any]) -> bool:
+            actual = e.get(name)
+            return isinstance(actual, str) and actual.lower() == folded
+
+        return equals
+    return lambda e: _compare(e.get(name), op, literal, exact)
+
+
+def _compare(actual: Any, op: str, literal: Any, case_exact: bool) -> bool:
+    if actual is None or literal is None:
+        # As in resource filters (gateway.scim.filter): an absent value matches nothing, ``ne`` included.
         return False
-    if op == "gt":
-        return bool(actual > literal)
-    if op == "ge":
-        return bool(actual >= literal)
-    if op == "lt":
-        return bool(actual < literal)
-    if op == "le":
-        return bool(actual <= literal)
-    return False
+    if isinstance(actual, str) and isinstance(literal, str):
+        if not case_exact:
+            actual, literal = actual.lower(), literal.lower()
+        return bool((_ORDERED.get(op) or _SUBSTRING[op])(actual, literal))
+    if isinstance(actual, bool) or isinstance(literal, bool):
+        return type(actual) is type(literal) and op in ("eq", "ne") and bool(_ORDERED[op](actual, literal))
+    numbers = all(isinstance(v, int | float) for v in (actual, literal))
+    return numbers and op in _ORDERED and bool(_ORDERED[op](actual, literal))
 
 
 def _element_from_filter(f: Filter, attr: Attribute) -> dict[str, Any] | None:

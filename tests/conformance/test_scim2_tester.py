@@ -119,6 +119,12 @@ def run_suite(base_url: str) -> list[CheckResult]:
 def describe(result: CheckResult) -> str:
     where = f"[{result.resource_type}] " if result.resource_type else ""
     line = f"{result.status.name:<10} {where}{result.title}: {result.reason or ''}"
+    # PATCH checks wrap the client exception in their data; its notes hold the actual
+    # validation message, which the reason leaves out.
+    error = result.data.get("error") if isinstance(result.data, dict) else None
+    if isinstance(error, BaseException):
+        notes = getattr(error, "__notes__", None) or [str(error.__cause__ or "")]
+        line += f"\n             cause: {shorten(' | '.join(notes))}"
     if result.data is not None and result.status in FAILING:
         line += f"\n             data: {shorten(result.data)}"
     return line

@@ -1,0 +1,199 @@
+"""Properties of the filter engine: render/parse round trip, total error handling, sound push-down."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.scim.errors import ScimError
+from gateway.scim.filter import matches, parse_filter, parse_path, pushdown, render, render_path, validate
+from gateway.scim.filter_ast import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
+from gateway.scim.schema import ENTERPRISE_SCHEMA, USER_RESOURCE, USER_SCHEMA
+
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+OPS = ["eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"]
+
+# Keyword-like names are included on purpose: the grammar must keep them apart by position.
+names = st.sampled_from(["userName", "title", "emails", "name", "x-y", "a_1", "A9", "not", "and", "or", "pr", "eq"])
+sub_names = st.none() | st.sampled_from(["value", "givenName", "$ref", "Type"])
+urns = st.none() | st.sampled_from([ENTERPRISE_SCHEMA, USER_SCHEMA, "urn:example:custom:1.0:Thing"])
+literals = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**15), max_value=10**15)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+
+
+def _inner_filters() -> st.SearchStrategy[Filter]:
+    plain = st.builds(AttrPath, names)
+    leaf = st.builds(Compare, plain, st.sampled_from(OPS), literals) | st.builds(Present, plain)
+    return st.recursive(
+        leaf,
+        lambda c: st.builds(And, c, c) | st.builds(Or, c, c) | st.builds(Not, c),
+        max_leaves=4,
+    )
+
+
+def _paths() -> st.SearchStrategy[AttrPath]:
+    return st.builds(AttrPath, names, sub_names, urns, st.none() | _inner_filters())
+
+
+def _filters() -> st.SearchStrategy[Filter]:
+    leaf = (
+        st.builds(Compare, _paths(), st.sampled_from(OPS), literals)
+        | st.builds(Present, _paths())
+        | st.builds(ValuePath, st.builds(AttrPath, names, st.none(), urns), _inner_filters())
+    )
+    return st.recursive(
+        leaf,
+        lambda c: st.builds(And, c, c) | st.builds(Or, c, c) | st.builds(Not, c),
+        max_leaves=12,
+    )
+
+
+@SETTINGS
+@given(_filters())
+def test_render_then_parse_is_identity(ast: Filter) -> None:
+    assert parse_filter(render(ast)) == ast
+
+
+@SETTINGS
+@given(_paths())
+def test_render_path_then_parse_path_is_identity(path: AttrPath) -> None:
+    assert parse_path(render_path(path)) == path
+
+
+FRAGMENTS = st.sampled_from(
+    [
+        "(", ")", "[", "]", '"', "\\", " ", ".", ":", "and", "or", "not", "eq", "pr", "gt", "userName",
+        "emails", ".value", "urn:ietf:params:scim:schemas:core:2.0:User:", '"x"', "1", "-2.5e3", "true",
+        "null", "\\u00", "active", "meta.created", "\t",
+    ]
+)
+filter_like_text = st.lists(FRAGMENTS, max_size=30).map("".join)
+
+SAMPLE_USER: dict[str, Any] = {
+    "id": "1",
+    "userName": "x",
+    "active": True,
+    "emails": [{"value": "x", "type": "work"}],
+    "meta": {"created": "2024-01-01T00:00:00Z"},
+}
+
+
+def _only_scim_errors(text: str) -> None:
+    try:
+        f = parse_filter(text)
+    except ScimError as e:
+        assert e.status == 400 and e.scim_type == "invalidFilter"
+        return
+    # Anything that parses must also render, validate and evaluate without a crash.
+    assert parse_filter(render(f)) == f
+    try:
+        validate(f, USER_RESOURCE)
+        matches(f, SAMPLE_USER, USER_RESOURCE)
+    except ScimError as e:
+        assert e.scim_type == "invalidFilter"
+
+
+@SETTINGS
+@given(st.text(max_size=200))
+def test_arbitrary_text_raises_only_scim_errors(text: str) -> None:
+    _only_scim_errors(text)
+
+
+@SETTINGS
+@given(filter_like_text)
+def test_filter_like_text_raises_only_scim_errors(text: str) -> None:
+    _only_scim_errors(text)
+
+
+@SETTINGS
+@given(st.text(max_size=100) | filter_like_text)
+def test_arbitrary_paths_raise_only_invalid_path(text: str) -> None:
+    try:
+        path = parse_path(text)
+    except ScimError as e:
+        assert e.scim_type == "invalidPath"
+        return
+    assert parse_path(render_path(path)) == path
+
+
+# --- push-down soundness -----------------------------------------------------------------------
+
+WORDS = st.sampled_from(["a", "A", "ab", "b", ""])
+DEPT = f"{ENTERPRISE_SCHEMA}:department"
+FILTERABLE_CHOICES = ["userName", "externalId", "active", "emails.value", "emails.type", "name.givenName", DEPT]
+
+
+def _string_terms() -> st.SearchStrategy[Filter]:
+    string_paths = st.sampled_from(
+        [
+            AttrPath("userName"), AttrPath("USERNAME"), AttrPath("externalId"), AttrPath("title"),
+            AttrPath("name", "givenName"), AttrPath("emails"), AttrPath("emails", "value"),
+            AttrPath("emails", "type"), AttrPath("department"), AttrPath("department", None, ENTERPRISE_SCHEMA),
+            AttrPath("userName", None, USER_SCHEMA), AttrPath("nosuch"),
+            AttrPath("emails", "value", None, Compare(AttrPath("type"), "eq", "work")),
+        ]
+    )
+    element = st.builds(Compare, st.sampled_from([AttrPath("type"), AttrPath("value")]), st.just("eq"), WORDS | st.just("work"))
+    return (
+        st.builds(Compare, string_paths, st.sampled_from(OPS), WORDS | st.integers(0, 1))
+        | st.builds(Compare, st.just(AttrPath("active")), st.sampled_from(["eq", "ne"]), st.booleans() | WORDS)
+        | st.builds(Present, string_paths)
+        | st.builds(ValuePath, st.just(AttrPath("emails")), element)
+    )
+
+
+pushdown_filters = st.recursive(
+    _string_terms(),
+    lambda c: st.builds(And, c, c) | st.builds(Or, c, c) | st.builds(Not, c),
+    max_leaves=6,
+)
+
+
+@st.composite
+def resources(draw: st.DrawFn) -> dict[str, Any]:
+    r: dict[str, Any] = {"id": "r"}
+    optional = {
+        "userName": WORDS,
+        "externalId": WORDS,
+        "title": WORDS,
+        "active": st.booleans(),
+        "name": st.fixed_dictionaries({}, optional={"givenName": WORDS}),
+        "emails": st.lists(
+            st.fixed_dictionaries({}, optional={"value": WORDS, "type": st.sampled_from(["work", "home"])}),
+            max_size=3,
+        ),
+        ENTERPRISE_SCHEMA: st.fixed_dictionaries({}, optional={"department": WORDS}),
+    }
+    for key, strategy in optional.items():
+        if draw(st.booleans()):
+            r[key] = draw(strategy)
+    return r
+
+
+@SETTINGS
+@given(pushdown_filters, st.lists(resources(), min_size=1, max_size=4), st.sets(st.sampled_from(FILTERABLE_CHOICES)))
+def test_pushdown_is_implied_by_the_filter(f: Filter, rs: list[dict[str, Any]], filterable: set[str]) -> None:
+    pushed = pushdown(f, frozenset(filterable), USER_RESOURCE)
+    if pushed is None:
+        return
+    assert _only_eq_on(pushed, frozenset(filterable))
+    for r in rs:
+        if matches(f, r, USER_RESOURCE):
+            assert matches(pushed, r, USER_RESOURCE), (render(f), render(pushed), r)
+
+
+def _only_eq_on(f: Filter, filterable: frozenset[str]) -> bool:
+    if isinstance(f, And | Or):
+        return _only_eq_on(f.left, filterable) and _only_eq_on(f.right, filterable)
+    if not isinstance(f, Compare) or f.op != "eq" or f.path.value_filter is not None:
+        return False
+    resolved = USER_RESOURCE.resolve(f.path.attr, f.path.sub_attr, f.path.urn)
+    return resolved is not None and resolved.dotted in filterable and render_path(f.path) == resolved.dotted
