@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from adapters.base import (
@@ -39,7 +39,6 @@ from adapters.cleanmail.mapping import (
     editable_fields,
     flatten,
     group_record,
-    mailbox_address,
     new_mailbox,
     slugify,
     to_conjunctions,
@@ -361,10 +360,3 @@ class CleanmailAdapter:
 
     async def delete_group(self, key: str) -> None:
         await self.client.request("DELETE", ("lists", key))
-
-
-def _unused(_: Callable[..., Awaitable[Any]]) -> None:  # pragma: no cover
-    pass
-
-
-__all__ = ["CAPABILITIES", "CleanmailAdapter", "mailbox_address"]

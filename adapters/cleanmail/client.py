@@ -148,9 +148,7 @@ class CleanmailClient:
             return
         # Idle connections are dropped well before typical server keep-alive limits so
         # a pooled connection is rarely reused just as the server closes it.
-        connector = aiohttp.TCPConnector(
-            limit=self._pool_limit, limit_per_host=self._pool_limit, keepalive_timeout=15
-        )
+        connector = aiohttp.TCPConnector(limit=self._pool_limit, limit_per_host=self._pool_limit, keepalive_timeout=15)
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={
@@ -267,9 +265,7 @@ class CleanmailClient:
         timeout = aiohttp.ClientTimeout(total=budget, connect=min(self.policy.connect_timeout, budget))
         self.stats.attempts += 1
         try:
-            async with self._session.request(
-                call.method, url, params=params, json=body, timeout=timeout
-            ) as response:
+            async with self._session.request(call.method, url, params=params, json=body, timeout=timeout) as response:
                 raw = await response.read()
                 status, headers = response.status, response.headers
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as err:

@@ -131,9 +131,7 @@ def user_record(row: Mapping[str, Any]) -> UserRecord:
     address = str(row["address"])
     attributes: dict[str, Any] = {"userName": address, "active": row.get("status") == "active"}
     name = {
-        sub: row[field]
-        for sub, field in (("givenName", "first_name"), ("familyName", "last_name"))
-        if row.get(field)
+        sub: row[field] for sub, field in (("givenName", "first_name"), ("familyName", "last_name")) if row.get(field)
     }
     if name:
         attributes["name"] = name

@@ -63,12 +63,13 @@ class MockServer:
         data_file: Path | None,
         quirks: MockQuirks,
         domains: Iterable[str] = (),
+        flush_delay: float = 0.2,
     ) -> None:
         if not api_key:
             raise ValueError("the mock needs a non-empty API key")
         self._api_key = api_key.encode()
         self.seed_domains = list(domains)
-        self.persistence = Persistence(data_file, self._snapshot) if data_file else None
+        self.persistence = Persistence(data_file, self._snapshot, flush_delay) if data_file else None
         self.store = MockStore(quirks, self._changed)
         self.faults = FaultInjector()
         self.stats = MockStats()
@@ -199,9 +200,7 @@ class MockServer:
         except MockError as err:
             return self._failed(err, write=False)
 
-    async def _write(
-        self, request: web.Request, action: Callable[[dict[str, Any]], tuple[Any, int]]
-    ) -> web.Response:
+    async def _write(self, request: web.Request, action: Callable[[dict[str, Any]], tuple[Any, int]]) -> web.Response:
         try:
             body = await self._body(request) if request.can_read_body else {}
             result, status = action(body)
@@ -258,9 +257,7 @@ class MockServer:
 
     async def replace_mailbox(self, request: web.Request) -> web.Response:
         address = request.match_info["address"]
-        return await self._write(
-            request, lambda body: (self.store.replace_mailbox(address, body).to_json(), 200)
-        )
+        return await self._write(request, lambda body: (self.store.replace_mailbox(address, body).to_json(), 200))
 
     async def rename_mailbox(self, request: web.Request) -> web.Response:
         address = request.match_info["address"]
@@ -323,9 +320,7 @@ class MockServer:
 
     async def replace_list(self, request: web.Request) -> web.Response:
         address = request.match_info["address"]
-        return await self._write(
-            request, lambda body: (self.store.replace_list(address, body).to_json(), 200)
-        )
+        return await self._write(request, lambda body: (self.store.replace_list(address, body).to_json(), 200))
 
     async def edit_members(self, request: web.Request) -> web.Response:
         address = request.match_info["address"]
@@ -405,9 +400,11 @@ def create_mock_app(
     quirks: MockQuirks | None = None,
     *,
     domains: Iterable[str] = (),
+    flush_delay: float = 0.2,
 ) -> web.Application:
-    """Build the mock app. ``domains`` are created at start (and again after a reset)."""
-    server = MockServer(api_key, data_file, quirks or MockQuirks(), domains)
+    """Build the mock app. ``domains`` are created at start (and again after a reset);
+    changes reach ``data_file`` at most ``flush_delay`` seconds after they are made."""
+    server = MockServer(api_key, data_file, quirks or MockQuirks(), domains, flush_delay)
     app = web.Application(middlewares=[server.count_calls, server.inject_faults, server.authenticate])
     app[MOCK_KEY] = server
     v1 = "/api/v1"

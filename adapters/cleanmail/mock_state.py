@@ -386,9 +386,7 @@ class MockStore:
         target = normalise_address(data.get("target"), "target")
         self._require_domain(address)
         if target not in self._mailbox_ids:
-            raise MockError(
-                "member_unknown", f"target mailbox {target} does not exist", 422, missing=[target]
-            )
+            raise MockError("member_unknown", f"target mailbox {target} does not exist", 422, missing=[target])
         self._claim(address, "alias")
         alias = Alias(self._new_id(), address, target)
         self.aliases[alias.id] = alias
@@ -483,10 +481,9 @@ class MockStore:
             display_name = _optional_text(data, "display_name")
         if full or "description" in data:
             description = _optional_text(data, "description")
+        members = list(dist.members)
         if full or "members" in data:
             members = self._members(data.get("members") or [])
-        else:
-            members = list(dist.members)
         self._name_index(dist, add=False)
         dist.display_name, dist.description = display_name, description
         self._name_index(dist, add=True)

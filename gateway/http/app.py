@@ -27,7 +27,8 @@ def _only_get(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
               ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def guarded(request: web.Request) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
-            raise ScimError(405, f"{request.method} is not allowed here: discovery endpoints are read-only.")
+            raise ScimError(405, f"{request.method} is not allowed here: discovery endpoints are read-only.",
+                            headers={"Allow": "GET, HEAD"})
         return await handler(request)
     return guarded
 

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.http.middleware import TENANT_KEY
 from gateway.http.render import scim_response
 from gateway.provisioning.groups import GroupService
 from gateway.provisioning.users import UserService
@@ -19,7 +20,6 @@ from gateway.scim.query import (
     parse_projection,
     parse_search_request,
 )
-from gateway.tenants import Tenant
 
 BASE_PATH = "/scim/v2"
 Service = UserService | GroupService
@@ -39,7 +39,7 @@ class ScimHandlers:
 
     @staticmethod
     def _service(request: web.Request) -> Service:
-        tenant: Tenant = request["tenant"]
+        tenant = request[TENANT_KEY]
         kind = request.match_info["kind"]
         return tenant.users if kind == "Users" else tenant.groups
 

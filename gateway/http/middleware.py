@@ -11,20 +11,23 @@ from aiohttp import web
 
 from gateway.http.render import error_response
 from gateway.scim.errors import ScimError
-from gateway.tenants import TenantRegistry
+from gateway.tenants import Tenant, TenantRegistry
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("gateway.http")
 
 SCIM_PREFIX = "/scim/"
 REGISTRY_KEY: web.AppKey[TenantRegistry] = web.AppKey("registry", TenantRegistry)
+TENANT_KEY: web.RequestKey[Tenant] = web.RequestKey("tenant", Tenant)
 
 
 def _http_error(exc: web.HTTPException) -> ScimError:
     if exc.status == 404:
         return ScimError(404, "No such endpoint. The SCIM base URL is /scim/v2 (e.g. /scim/v2/Users).")
     if exc.status == 405:
-        return ScimError(405, f"Method {exc.reason} not allowed on this endpoint.")
+        allow = exc.headers.get("Allow", "")
+        return ScimError(405, f"This endpoint does not accept this method; it accepts: {allow}.",
+                         headers={"Allow": allow} if allow else None)
     if exc.status == 413:
         return ScimError(413, "The request body is larger than this gateway accepts.", "tooLarge")
     return ScimError(exc.status, exc.reason or "HTTP error")
@@ -55,7 +58,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         return response
     finally:
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "-"
-        tenant = request.get("tenant")
+        tenant = request.get(TENANT_KEY)
         log.info(
             "request",
             method=request.method,
@@ -78,5 +81,5 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     tenant = request.app[REGISTRY_KEY].authenticate(token.strip())
     if tenant is None:
         raise ScimError(401, "The bearer token is not valid for this gateway.")
-    request["tenant"] = tenant
+    request[TENANT_KEY] = tenant
     return await handler(request)

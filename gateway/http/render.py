@@ -24,7 +24,7 @@ def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(error: ScimError) -> web.Response:
-    headers: dict[str, str] = {}
+    headers = dict(error.headers)
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     if error.status == 401:

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from adapters.base import Adapter, Page
 from gateway.provisioning.guard import BackendGuard, KeyedLocks
+from gateway.provisioning.journal import Journal
 from gateway.provisioning.ownership import Ownership, get_dotted
 from gateway.scim import filter as scim_filter
 from gateway.scim.errors import ScimError
@@ -77,6 +78,9 @@ class ResourceServiceBase(Generic[RecordT]):
     rt: ResourceType
     ownership: Ownership
     filterable: frozenset[str]
+    journal: Journal
+    natural_key: str
+    """The attribute that names a resource in the backend: userName or displayName."""
 
     def __init__(self, ctx: TenantContext) -> None:
         self.ctx = ctx
@@ -102,7 +106,22 @@ class ResourceServiceBase(Generic[RecordT]):
     ) -> list[Resource]:
         raise NotImplementedError
 
+    async def _find_by_name(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        raise NotImplementedError
+
+    async def _fetch_owned(self, key: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
     # --- shared -----------------------------------------------------------------
+
+    async def _settle(self, name: str) -> None:
+        """Finish or drop an interrupted write about ``name`` (call with its lock held)."""
+        if await self.store.journal_pending(self.tenant, self.rt.name, name.lower()):
+            await self.journal.settle(self._find_by_name, self._fetch_owned, natural_key=name.lower())
+
+    async def recover(self, older_than_s: float = 0.0) -> int:
+        """Settle every interrupted write of this tenant (at start-up)."""
+        return await self.journal.settle(self._find_by_name, self._fetch_owned, older_than_s=older_than_s)
 
     def _meta(self, stored: StoredResource, base_url: str) -> dict[str, str]:
         return {
@@ -191,6 +210,10 @@ class ResourceServiceBase(Generic[RecordT]):
                 if record is not None:
                     pairs.append((record, stored))
             return pairs
+        if eq is not None and eq[0] == self.natural_key and isinstance(eq[1], str) \
+                and await self.store.journal_pending(self.tenant, self.rt.name, eq[1].lower()):
+            async with self.locks.hold((self.rt.name, eq[1].lower())):
+                await self._settle(eq[1])
         pushed = scim_filter.pushdown(flt, self.filterable, self.rt)
         return await self._mapping_for(await self._scan(pushed))
 

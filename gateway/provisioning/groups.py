@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from adapters.base import AlreadyExists, GroupRecord, NotFound, Page
+from adapters.base import AlreadyExists, GroupRecord, NotFound, Page, Transient
 from gateway.provisioning.common import (
     Resource,
     ResourceServiceBase,
@@ -17,9 +18,10 @@ from gateway.provisioning.common import (
     now_iso,
     sent_strings,
 )
+from gateway.provisioning.journal import Journal
 from gateway.provisioning.ownership import Ownership, merge
 from gateway.scim.errors import ScimError, invalid_value, uniqueness
-from gateway.scim.filter_ast import Filter
+from gateway.scim.filter_ast import AttrPath, Compare, Filter
 from gateway.scim.patch import apply_patch, parse_patch
 from gateway.scim.query import Projection
 from gateway.scim.resources import normalize_resource
@@ -36,6 +38,17 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         # Members are owned by the backend but travel separately as member keys.
         self.ownership = Ownership(caps.group_attributes - {"members"})
         self.filterable = caps.group_filterable
+        self.journal = Journal(ctx.store, ctx.tenant, self.rt.name)
+        self.natural_key = "displayName"
+
+    async def _find_by_name(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        flt = Compare(AttrPath("displayName"), "eq", name)
+        page = await self.guard.call(self.adapter.find_groups, flt, 0, 2)
+        return (page.items[0].key, page.items[0].attributes) if page.items else None
+
+    async def _fetch_owned(self, key: str) -> dict[str, Any] | None:
+        record = await self._fetch(key)
+        return record.attributes if record is not None else None
 
     def _require_groups(self) -> None:
         if not self.adapter.capabilities.groups:
@@ -134,19 +147,41 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         member_ids = [m["value"] for m in resource.pop("members", [])]
         owned, shadow = self.ownership.split(resource)
         name: str = resource["displayName"]
+        stamp = now_iso()
+        stored = StoredResource(
+            id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key="", shadow=shadow,
+            version=1, created=stamp, last_modified=stamp, sent=sent_strings(owned, self.ownership),
+        )
         async with self.locks.hold(("Group", name.lower())):
+            await self._settle(name)
             member_keys = await self._member_keys(member_ids)
-            try:
-                record = await self.guard.call(self.adapter.create_group, owned, member_keys)
-            except AlreadyExists:
-                raise uniqueness(f"displayName '{name}' is already taken by another group") from None
-            stamp = now_iso()
-            stored = StoredResource(
-                id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key=record.key, shadow=shadow,
-                version=1, created=stamp, last_modified=stamp, sent=sent_strings(owned, self.ownership),
-            )
-            await self.store.insert(self.tenant, stored)
+            async with self.journal.write("create", name, stored):
+                record = await self._create_group(owned, member_keys, name)
+                stored.backend_key = record.key
+                await self.store.insert(self.tenant, stored)
         return await self._render_one(record, stored, base_url, projection)
+
+    async def _create_group(self, owned: Resource, member_keys: list[str], name: str) -> GroupRecord:
+        try:
+            return await self.guard.call(self.adapter.create_group, owned, member_keys)
+        except AlreadyExists:
+            raise uniqueness(f"displayName '{name}' is already taken by another group") from None
+        except ScimError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, Transient) and cause.ambiguous):
+                raise
+            # The answer was lost: the list may exist now. Adopt it if nobody else maps it.
+            found = await self._find_by_name(name)
+            if found is None or await self.store.get_by_key(self.tenant, self.rt.name, found[0]) is not None:
+                raise
+            record = await self._fetch(found[0])
+            if record is None:
+                raise
+            missing = [k for k in member_keys if k not in record.member_keys]
+            if missing:
+                await self.guard.call(self.adapter.add_members, record.key, missing)
+                record.member_keys.extend(missing)
+            return record
 
     async def replace(self, id: str, body: Any, base_url: str, projection: Projection,
                       if_match: Sequence[str] | None) -> Resource:
@@ -181,10 +216,28 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         to_add = [k for k in wanted_keys if k not in current]
         wanted = set(wanted_keys)
         to_remove = [k for k in record.member_keys if k not in wanted]
+        if not (changes or to_add or to_remove or new_shadow != stored.shadow):
+            return await self._render_one(record, stored, base_url, projection)
+        target = copy.deepcopy(stored)
+        target.shadow = new_shadow
+        target.version += 1
+        target.last_modified = now_iso()
+        target.sent = sent_strings(new_owned, self.ownership)
+        name = str(new_owned.get("displayName") or "")
+        async with self.journal.write("update", name, target, changes):
+            record = await self._update_backend(stored, record, changes, to_add, to_remove)
+            target.backend_key = record.key
+            await self.store.update(self.tenant, target)
+        record.member_keys = [k for k in record.member_keys if k in wanted] + to_add
+        return await self._render_one(record, target, base_url, projection)
+
+    async def _update_backend(self, stored: StoredResource, record: GroupRecord, changes: Resource,
+                              to_add: list[str], to_remove: list[str]) -> GroupRecord:
         key = stored.backend_key
         try:
             if changes:
-                record = await self.guard.call(self.adapter.update_group, key, changes)
+                updated = await self.guard.call(self.adapter.update_group, key, changes)
+                record = GroupRecord(updated.key, updated.attributes, record.member_keys)
                 key = record.key
             if to_remove:
                 await self.guard.call(self.adapter.remove_members, key, to_remove)
@@ -195,22 +248,14 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         except NotFound:
             await self.store.delete(self.tenant, self.rt.name, stored.id)
             raise ScimError(404, f"Group {stored.id} not found") from None
-        if to_add or to_remove:
-            record.member_keys = [k for k in record.member_keys if k in wanted] + to_add
-        if changes or to_add or to_remove or new_shadow != stored.shadow:
-            stored.backend_key = key
-            stored.shadow = new_shadow
-            stored.version += 1
-            stored.last_modified = now_iso()
-            stored.sent = sent_strings(new_owned, self.ownership)
-            await self.store.update(self.tenant, stored)
-        return await self._render_one(record, stored, base_url, projection)
+        return record
 
     async def delete(self, id: str, if_match: Sequence[str] | None) -> None:
         self._require_groups()
         async with self.locks.hold(("Group", id)):
             stored = await self._stored(id)
             check_if_match(stored, if_match)
-            with contextlib.suppress(NotFound):
-                await self.guard.call(self.adapter.delete_group, stored.backend_key)
-            await self.store.delete(self.tenant, self.rt.name, id)
+            async with self.journal.write("delete", stored.sent.get("displayName", stored.backend_key), stored):
+                with contextlib.suppress(NotFound):
+                    await self.guard.call(self.adapter.delete_group, stored.backend_key)
+                await self.store.delete(self.tenant, self.rt.name, id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,7 @@ from gateway.provisioning.common import (
     sent_strings,
 )
 from gateway.provisioning.guard import transient_error
+from gateway.provisioning.journal import Journal
 from gateway.provisioning.ownership import Ownership, merge
 from gateway.scim.errors import ScimError, uniqueness
 from gateway.scim.filter_ast import AttrPath, Compare, Filter
@@ -40,6 +42,16 @@ class UserService(ResourceServiceBase[UserRecord]):
         caps = ctx.adapter.capabilities
         self.ownership = Ownership(caps.user_attributes)
         self.filterable = caps.user_filterable
+        self.journal = Journal(ctx.store, ctx.tenant, self.rt.name)
+        self.natural_key = "userName"
+
+    async def _find_by_name(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        page = await self.guard.call(self.adapter.find_users, _user_name_filter(name), 0, 2)
+        return (page.items[0].key, page.items[0].attributes) if page.items else None
+
+    async def _fetch_owned(self, key: str) -> dict[str, Any] | None:
+        record = await self._fetch(key)
+        return record.attributes if record is not None else None
 
     async def _find(self, flt: Filter | None, offset: int, limit: int) -> Page[UserRecord]:
         return await self.adapter.find_users(flt, offset, limit)
@@ -80,20 +92,23 @@ class UserService(ResourceServiceBase[UserRecord]):
         resource = normalize_resource(body, self.rt)
         owned, shadow = self.ownership.split(resource)
         user_name: str = resource["userName"]
+        stamp = now_iso()
+        stored = StoredResource(
+            id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key="", shadow=shadow,
+            version=1, created=stamp, last_modified=stamp, sent=sent_strings(owned, self.ownership),
+        )
         async with self.locks.hold(("User", user_name.lower())):
-            record = await self._create_once(owned, user_name)
-            stamp = now_iso()
-            stored = StoredResource(
-                id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key=record.key, shadow=shadow,
-                version=1, created=stamp, last_modified=stamp, sent=sent_strings(owned, self.ownership),
-            )
-            existing = await self.store.get_by_key(self.tenant, self.rt.name, record.key)
-            if existing is not None:
-                # A mapping without a mailbox was left by an earlier failure: the mailbox is ours now.
-                stored.id = existing.id
-                await self.store.update(self.tenant, stored)
-            else:
-                await self.store.insert(self.tenant, stored)
+            await self._settle(user_name)
+            async with self.journal.write("create", user_name, stored):
+                record = await self._create_once(owned, user_name)
+                stored.backend_key = record.key
+                existing = await self.store.get_by_key(self.tenant, self.rt.name, record.key)
+                if existing is not None:
+                    # A mapping without a mailbox was left by an earlier failure: the mailbox is ours now.
+                    stored.id = existing.id
+                    await self.store.update(self.tenant, stored)
+                else:
+                    await self.store.insert(self.tenant, stored)
         return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
 
     async def _create_once(self, owned: Resource, user_name: str) -> UserRecord:
@@ -148,28 +163,38 @@ class UserService(ResourceServiceBase[UserRecord]):
             raise ScimError(400, "userName is required and cannot be removed", "invalidValue")
         # Only attributes absent from the backend belong to the shadow.
         shadow_changed = new_shadow != stored.shadow
+        if not changes and not shadow_changed:
+            return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
+        target = copy.deepcopy(stored)
+        target.shadow = new_shadow
+        target.version += 1
+        target.last_modified = now_iso()
+        target.sent = sent_strings(new_owned, self.ownership)
         if changes:
-            try:
-                record = await self.guard.call(self.adapter.update_user, stored.backend_key, changes)
-            except AlreadyExists:
-                raise uniqueness(f"userName '{changes.get('userName')}' is already taken by another mailbox") from None
-            except NotFound:
-                await self.store.delete(self.tenant, self.rt.name, stored.id)
-                raise ScimError(404, f"User {stored.id} not found") from None
-        if changes or shadow_changed:
-            stored.backend_key = record.key
-            stored.shadow = new_shadow
-            stored.version += 1
-            stored.last_modified = now_iso()
-            stored.sent = sent_strings(new_owned, self.ownership)
-            await self.store.update(self.tenant, stored)
-        return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
+            name = str(changes.get("userName") or new_owned.get("userName") or "")
+            async with self.journal.write("update", name, target, changes):
+                record = await self._update_backend(stored, changes)
+                target.backend_key = record.key
+                await self.store.update(self.tenant, target)
+        else:
+            await self.store.update(self.tenant, target)
+        return self._project(self._finish(self._body(record, target), target, base_url), projection)
+
+    async def _update_backend(self, stored: StoredResource, changes: dict[str, Any]) -> UserRecord:
+        try:
+            return await self.guard.call(self.adapter.update_user, stored.backend_key, changes)
+        except AlreadyExists:
+            raise uniqueness(f"userName '{changes.get('userName')}' is already taken by another mailbox") from None
+        except NotFound:
+            await self.store.delete(self.tenant, self.rt.name, stored.id)
+            raise ScimError(404, f"User {stored.id} not found") from None
 
     async def delete(self, id: str, if_match: Sequence[str] | None) -> None:
         async with self.locks.hold(("User", id)):
             stored = await self._stored(id)
             check_if_match(stored, if_match)
-            # Already gone from the platform? Deleting the mapping finishes the job.
-            with contextlib.suppress(NotFound):
-                await self.guard.call(self.adapter.delete_user, stored.backend_key)
-            await self.store.delete(self.tenant, self.rt.name, id)
+            async with self.journal.write("delete", stored.sent.get("userName", stored.backend_key), stored):
+                # Already gone from the platform? Deleting the mapping finishes the job.
+                with contextlib.suppress(NotFound):
+                    await self.guard.call(self.adapter.delete_user, stored.backend_key)
+                await self.store.delete(self.tenant, self.rt.name, id)

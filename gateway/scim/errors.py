@@ -21,8 +21,10 @@ class ScimError(Exception):
         scim_type: str | None = None,
         *,
         retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
+        self.headers = headers or {}
         self.status = status
         self.detail = detail
         self.scim_type = scim_type

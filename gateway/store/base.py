@@ -8,8 +8,11 @@ behind each ETag.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import orjson
 
 
 @dataclass
@@ -29,6 +32,27 @@ class StoredResource:
     def external_id(self) -> str | None:
         value = self.shadow.get("externalId")
         return value if isinstance(value, str) else None
+
+
+@dataclass
+class JournalEntry:
+    """A backend write in flight: written before the call, removed once the store agrees.
+
+    After a crash, the entry says what the gateway was doing so the next touch can finish
+    the write (the backend has it) or drop it (the backend never saw it).
+    """
+
+    id: str
+    resource_type: str
+    op: str
+    """"create", "update" or "delete"."""
+    natural_key: str
+    """Lower-cased userName / group displayName the write is about."""
+    resource: StoredResource
+    """The mapping as it should be stored once the write is known to have happened."""
+    changes: dict[str, Any] = field(default_factory=dict)
+    """Owned attribute changes sent to the backend (updates only)."""
+    created: str = ""
 
 
 class DuplicateKey(Exception):
@@ -63,3 +87,25 @@ class StateStore(Protocol):
         """Replace the mapping with this id (backend key may change on rename)."""
 
     async def delete(self, tenant: str, resource_type: str, id: str) -> None: ...
+
+    # In-flight journal -------------------------------------------------------------
+
+    async def journal_add(self, tenant: str, entry: JournalEntry) -> None: ...
+
+    async def journal_remove(self, tenant: str, entry_id: str) -> None: ...
+
+    async def journal_pending(
+        self, tenant: str, resource_type: str | None = None, natural_key: str | None = None
+    ) -> list[JournalEntry]:
+        """Entries of a tenant, oldest first, optionally only those about one natural key."""
+
+
+def encode_entry(entry: JournalEntry) -> bytes:
+    """A journal entry as JSON, for stores that keep it in one column."""
+    return orjson.dumps(dataclasses.asdict(entry))
+
+
+def decode_entry(raw: bytes | str) -> JournalEntry:
+    data = orjson.loads(raw)
+    data["resource"] = StoredResource(**data["resource"])
+    return JournalEntry(**data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from gateway.store.base import DuplicateKey, StoredResource
+from gateway.store.base import DuplicateKey, JournalEntry, StoredResource
 
 _Scope = tuple[str, str]
 
@@ -14,6 +14,7 @@ class MemoryStore:
         self._by_id: dict[_Scope, dict[str, StoredResource]] = {}
         self._by_key: dict[_Scope, dict[str, str]] = {}
         self._by_external: dict[_Scope, dict[str, set[str]]] = {}
+        self._journal: dict[str, dict[str, JournalEntry]] = {}
 
     async def open(self) -> None:
         return None
@@ -89,3 +90,18 @@ class MemoryStore:
             del by_key[old.backend_key]
         if old.external_id is not None:
             by_ext.get(old.external_id, set()).discard(id)
+
+    async def journal_add(self, tenant: str, entry: JournalEntry) -> None:
+        self._journal.setdefault(tenant, {})[entry.id] = copy.deepcopy(entry)
+
+    async def journal_remove(self, tenant: str, entry_id: str) -> None:
+        self._journal.get(tenant, {}).pop(entry_id, None)
+
+    async def journal_pending(
+        self, tenant: str, resource_type: str | None = None, natural_key: str | None = None
+    ) -> list[JournalEntry]:
+        return [
+            copy.deepcopy(e) for e in self._journal.get(tenant, {}).values()
+            if (resource_type is None or e.resource_type == resource_type)
+            and (natural_key is None or e.natural_key == natural_key)
+        ]

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.store.base import DuplicateKey, StoredResource
+from gateway.store.base import DuplicateKey, JournalEntry, StoredResource, decode_entry, encode_entry
 
 MIGRATIONS: list[str] = [
     """
@@ -34,6 +34,18 @@ MIGRATIONS: list[str] = [
     );
     CREATE UNIQUE INDEX resources_by_key ON resources (tenant, resource_type, backend_key);
     CREATE INDEX resources_by_external_id ON resources (tenant, resource_type, external_id);
+    """,
+    """
+    CREATE TABLE journal (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        resource_type TEXT NOT NULL,
+        natural_key TEXT NOT NULL,
+        body BLOB NOT NULL,
+        created TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE INDEX journal_by_key ON journal (tenant, resource_type, natural_key);
     """,
 ]
 
@@ -170,3 +182,26 @@ class SqliteStore:
     async def delete(self, tenant: str, resource_type: str, id: str) -> None:
         self.db.execute("DELETE FROM resources WHERE tenant=? AND resource_type=? AND id=?",
                         (tenant, resource_type, id))
+
+    async def journal_add(self, tenant: str, entry: JournalEntry) -> None:
+        self.db.execute(
+            "INSERT INTO journal (tenant, id, resource_type, natural_key, body, created) VALUES (?,?,?,?,?,?)",
+            (tenant, entry.id, entry.resource_type, entry.natural_key, encode_entry(entry), entry.created),
+        )
+
+    async def journal_remove(self, tenant: str, entry_id: str) -> None:
+        self.db.execute("DELETE FROM journal WHERE tenant=? AND id=?", (tenant, entry_id))
+
+    async def journal_pending(
+        self, tenant: str, resource_type: str | None = None, natural_key: str | None = None
+    ) -> list[JournalEntry]:
+        sql = "SELECT body FROM journal WHERE tenant=?"
+        args: list[str] = [tenant]
+        if resource_type is not None:
+            sql += " AND resource_type=?"
+            args.append(resource_type)
+        if natural_key is not None:
+            sql += " AND natural_key=?"
+            args.append(natural_key)
+        rows = self.db.execute(sql + " ORDER BY created, id", args).fetchall()
+        return [decode_entry(r[0]) for r in rows]

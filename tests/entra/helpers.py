@@ -281,7 +281,7 @@ VALIDATOR_USER = """{"userName":"julien.vonrueden@ondricka.us","active":true,"di
  "roles":[{"primary":"True","display":"MRONYWGFFHXQ","value":"WDEIISGWWQBE","type":"XVTUOHMYUFRL"}],
  "userType":"GZILLRZCFPNC","nickName":"FOGSIQTKHIPG","locale":"RJWNTUNNOHNZ","timezone":"America/Guayaquil",
  "profileUrl":"BAPNQLJSRQGD",
- "schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]}"""
+ "schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]}"""  # noqa: E501
 
 VALIDATOR_USER_NAME = "julien.vonrueden@ondricka.us"
 

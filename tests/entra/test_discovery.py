@@ -142,6 +142,9 @@ async def test_e23_service_provider_config(scim: Client) -> None:
 async def test_e23_discovery_endpoints_are_read_only(scim: Client, method: str, path: str) -> None:
     reply = await call(scim, method, f"{BASE}{path}", {"schemas": [USER_URN]})
     assert_error(reply, 405)
+    allowed = {m.strip() for m in reply.headers.get("Allow", "").split(",")}
+    assert "GET" in allowed, f"405 without an Allow header listing GET: {reply.headers.get('Allow')!r}"
+    assert method not in allowed
 
 
 @pytest.mark.parametrize("path", ["/Printers", "/Users/abc/def", "/Bulkish", "/Me/Now"])

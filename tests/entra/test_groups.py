@@ -211,6 +211,16 @@ async def test_e19_adding_an_existing_member_is_idempotent(scim: Client) -> None
     assert member_ids(after) == [uid]
 
 
+async def test_e19_nested_group_id_as_member_value(scim: Client) -> None:
+    [uid] = await _users(scim, 1)
+    outer = await create_group(scim, E15_CREATE)
+    inner = await create_group(scim, minimal_group("inner list"))
+    after = await patch_group(scim, outer["id"], patch_body({
+        "op": "Add", "path": "members", "value": [{"$ref": None, "value": inner["id"]}, {"$ref": None, "value": uid}],
+    }))
+    assert member_ids(after) == sorted([inner["id"], uid])
+
+
 # E20 --------------------------------------------------------------------------------------------
 
 

@@ -92,6 +92,26 @@ async def test_q01_attribute_names_in_paths_are_case_insensitive(scim: Client) -
         assert stray not in after
 
 
+async def test_q01_top_level_message_keys_are_case_insensitive(scim: Client) -> None:
+    user = await _full_user(scim)
+    after = await patch_user(scim, user["id"], {
+        "Schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "operations": [{"Op": "Replace", "Path": "title", "Value": "Senior Auditor"}],
+    })
+    assert after["title"] == "Senior Auditor"
+
+
+async def test_q01_capitalised_sub_attribute_in_filtered_path(scim: Client) -> None:
+    # S1's correspondence table writes proxy-Addresses -> emails[type eq "other"].Value.
+    user = await _full_user(scim)
+    after = await patch_user(scim, user["id"], patch_body(
+        {"op": "Add", "path": 'emails[type eq "other"].Value', "value": "smtp.alias@contoso.com"}
+    ))
+    others = typed(after, "emails", "other")
+    assert others == [{"type": "other", "value": "smtp.alias@contoso.com"}]
+    assert work_email(after) == "megan.bowen@contoso.com"
+
+
 # Q2 ---------------------------------------------------------------------------------------------
 
 
@@ -116,7 +136,8 @@ async def test_q02_string_boolean_active_in_post(scim: Client, value: str, expec
 
 async def test_q02_string_boolean_primary_in_post(scim: Client) -> None:
     created = await create_user(scim, minimal_user(
-        "primary.string@contoso.com", emails=[{"type": "work", "value": "primary.string@contoso.com", "primary": "True"}]
+        "primary.string@contoso.com",
+        emails=[{"type": "work", "value": "primary.string@contoso.com", "primary": "True"}],
     ))
     user = await get_user(scim, created["id"])
     assert user["emails"] == [{"type": "work", "value": "primary.string@contoso.com", "primary": True}]
@@ -413,6 +434,26 @@ async def test_q15_filter_attribute_names_are_case_insensitive(scim: Client, exp
     assert (await find_one(scim, "Users", expr))["id"] == bob["id"]
 
 
+async def test_q15_attribute_names_in_post_bodies_are_case_insensitive(scim: Client) -> None:
+    # Microsoft's Postman "Post EnterpriseUser" capitalises Primary, Department, Manager and Value.
+    manager = await create_user(scim, minimal_user("postman.manager@contoso.com"))
+    created = await create_user(scim, {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+        "UserName": "postman.user@contoso.com",
+        "Active": True,
+        "Emails": [{"Primary": True, "Type": "work", "Value": "postman.user@contoso.com"}],
+        ENTERPRISE: {"Department": "Tour Operations", "Manager": {"Value": manager["id"]}},
+    })
+    user = await get_user(scim, created["id"])
+    assert user["userName"] == "postman.user@contoso.com"
+    assert user["active"] is True
+    assert user["emails"] == [{"primary": True, "type": "work", "value": "postman.user@contoso.com"}]
+    assert ent(user)["department"] == "Tour Operations"
+    assert manager_of(user)["value"] == manager["id"]
+    for stray in ("UserName", "Active", "Emails"):
+        assert stray not in user
+
+
 # Q16 --------------------------------------------------------------------------------------------
 
 
@@ -430,12 +471,13 @@ async def test_q16_username_and_display_name_match_case_insensitively_and_keep_c
 # Q17 --------------------------------------------------------------------------------------------
 
 
+MANAGER = f"{ENTERPRISE}:manager"
 REMOVE_MANAGER_FORMS = {
-    "replace-empty-value-object": lambda mid: {"op": "replace", "path": f"{ENTERPRISE}:manager", "value": {"value": ""}},
-    "replace-null-value-object": lambda mid: {"op": "replace", "path": f"{ENTERPRISE}:manager", "value": {"value": None}},
-    "replace-empty-string": lambda mid: {"op": "Replace", "path": f"{ENTERPRISE}:manager", "value": ""},
+    "replace-empty-value-object": lambda mid: {"op": "replace", "path": MANAGER, "value": {"value": ""}},
+    "replace-null-value-object": lambda mid: {"op": "replace", "path": MANAGER, "value": {"value": None}},
+    "replace-empty-string": lambda mid: {"op": "Replace", "path": MANAGER, "value": ""},
     "remove-filter": lambda mid: {"op": "remove", "path": f'manager[value eq "{mid}"]'},
-    "remove-urn-path": lambda mid: {"op": "Remove", "path": f"{ENTERPRISE}:manager"},
+    "remove-urn-path": lambda mid: {"op": "Remove", "path": MANAGER},
 }
 
 
@@ -526,6 +568,7 @@ async def test_q21_values_are_stored_exactly_as_sent(scim: Client) -> None:
         emails=[{"type": "work", "value": "Lynne.Robbins@Contoso.COM", "primary": True}],
         phoneNumbers=[{"type": "work", "value": "55555555555"}, {"type": "mobile", "value": "+1 (555) 555-5555"}],
         preferredLanguage="en-us",
+        nickName="Zoë Ångström-Łukasz 李",
     ))
     user = await get_user(scim, created["id"])
     assert user["userName"] == "Lynne.Robbins@Contoso.ONMICROSOFT.com"
@@ -535,6 +578,7 @@ async def test_q21_values_are_stored_exactly_as_sent(scim: Client) -> None:
         {"type": "work", "value": "55555555555"}, {"type": "mobile", "value": "+1 (555) 555-5555"},
     ]
     assert user["preferredLanguage"] == "en-us"
+    assert user["nickName"] == "Zoë Ångström-Łukasz 李"
     after = await patch_user(scim, user["id"], patch_body(
         {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "LYNNE.R@Contoso.COM"}
     ))

@@ -411,6 +411,15 @@ async def test_e04_filter_by_username_different_case(scim: Client) -> None:
     assert found["userName"] == E2_USER_NAME
 
 
+async def test_e04_filter_value_with_plus_and_apostrophe(scim: Client) -> None:
+    # quote_plus sends "+" as %2B: the gateway must not turn it into a space.
+    tagged = await create_user(scim, minimal_user("first+tag@contoso.com"))
+    irish = await create_user(scim, minimal_user("o'brien@contoso.com"))
+    assert (await find_one(scim, "Users", 'userName eq "first+tag@contoso.com"'))["id"] == tagged["id"]
+    assert (await find_one(scim, "Users", "userName eq \"o'brien@contoso.com\""))["id"] == irish["id"]
+    assert (await search(scim, "Users", 'userName eq "first tag@contoso.com"'))["totalResults"] == 0
+
+
 # E5 ---------------------------------------------------------------------------------------------
 
 
@@ -531,6 +540,9 @@ async def test_e09_rename_username(scim: Client) -> None:
     assert user["userName"] == new_name
     assert (await find_one(scim, "Users", f'userName eq "{new_name}"'))["id"] == created["id"]
     assert (await search(scim, "Users", f'userName eq "{E2_USER_NAME}"'))["totalResults"] == 0
+    # The old address is free again: Entra may assign it to another person in the same cycle.
+    reused = await create_user(scim, minimal_user(E2_USER_NAME))
+    assert reused["id"] != created["id"]
 
 
 # E10 --------------------------------------------------------------------------------------------

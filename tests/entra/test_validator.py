@@ -245,7 +245,9 @@ async def test_v20_patch_group_replace_attributes(scim: Client) -> None:
 
 async def test_v21_update_group_display_name(scim: Client) -> None:
     group, _ = await _group_with_members(scim, 0)
-    after = await patch_group(scim, group["id"], patch_body({"op": "replace", "value": {"displayName": "WUZPWMBDDCGI"}}))
+    after = await patch_group(scim, group["id"], patch_body(
+        {"op": "replace", "value": {"displayName": "WUZPWMBDDCGI"}}
+    ))
     assert after["displayName"] == "WUZPWMBDDCGI"
 
 
@@ -391,6 +393,23 @@ async def test_gallery_pagination_count_zero(scim: Client) -> None:
     body = await get(scim, f"{BASE}/Users?count=0")
     assert body["totalResults"] == 3
     assert body.get("Resources", []) == []
+
+
+@pytest.mark.parametrize(("query", "start", "count"), [
+    ("startIndex=0&count=2", 1, 2),
+    ("startIndex=-5&count=2", 1, 2),
+    ("startIndex=1&count=-1", 1, 0),
+    ("startIndex=4&count=5", 4, 0),
+    ("startIndex=99&count=5", 99, 0),
+])
+async def test_pagination_edges_follow_rfc(scim: Client, query: str, start: int, count: int) -> None:
+    # RFC 7644 §3.4.2.4: startIndex below 1 means 1, a negative count means 0.
+    for i in range(3):
+        await create_user(scim, minimal_user(f"edge{i}@contoso.com"))
+    body = await get(scim, f"{BASE}/Users?{query}")
+    assert body["totalResults"] == 3
+    assert body["startIndex"] == start
+    assert len(body.get("Resources", [])) == count
 
 
 async def test_gallery_group_pagination(scim: Client) -> None:

@@ -1,0 +1,125 @@
+"""Journalled backend writes: finish or roll back after a crash, never duplicate.
+
+Before a write reaches the backend, an entry records what the store should say once
+the write is known to have happened. The entry is removed when the store agrees, or
+when the write definitely failed. An entry that survives (crash, lost answer, backend
+down while re-reading) is settled on the next touch by re-reading the backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from adapters.base import Transient
+from gateway.provisioning.ownership import get_dotted
+from gateway.scim.errors import ScimError
+from gateway.store.base import DuplicateKey, JournalEntry, StateStore, StoredResource
+
+log = structlog.get_logger("gateway.journal")
+
+# (natural key) → current backend record (key, owned attributes) or None
+FindByName = Callable[[str], Awaitable[tuple[str, dict[str, Any]] | None]]
+# (backend key) → owned attributes or None when absent
+FetchByKey = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """Whether the backend may or may not have applied the write that raised ``exc``."""
+    if isinstance(exc, ScimError):
+        cause = exc.__cause__
+        return isinstance(cause, Transient) and (cause.ambiguous or exc.status >= 500)
+    # Cancellation or an unexpected error mid-call: we cannot know what reached the backend.
+    return not isinstance(exc, Exception) or type(exc).__module__.split(".")[0] not in ("gateway", "adapters")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Journal:
+    def __init__(self, store: StateStore, tenant: str, resource_type: str) -> None:
+        self.store = store
+        self.tenant = tenant
+        self.resource_type = resource_type
+
+    @contextlib.asynccontextmanager
+    async def write(
+        self, op: str, natural_key: str, resource: StoredResource, changes: dict[str, Any] | None = None
+    ) -> AsyncIterator[JournalEntry]:
+        entry = JournalEntry(
+            id=uuid.uuid4().hex, resource_type=self.resource_type, op=op, natural_key=natural_key.lower(),
+            resource=copy.deepcopy(resource), changes=dict(changes or {}), created=_now(),
+        )
+        await self.store.journal_add(self.tenant, entry)
+        try:
+            yield entry
+        except BaseException as exc:
+            if not outcome_unknown(exc):
+                await self.store.journal_remove(self.tenant, entry.id)
+            raise
+        await self.store.journal_remove(self.tenant, entry.id)
+
+    async def settle(
+        self, find_by_name: FindByName, fetch: FetchByKey, *, natural_key: str | None = None,
+        older_than_s: float = 0.0,
+    ) -> int:
+        """Finish or drop pending entries; returns how many were settled."""
+        pending = await self.store.journal_pending(self.tenant, self.resource_type, natural_key)
+        cutoff = (datetime.now(UTC) - timedelta(seconds=older_than_s)).isoformat(timespec="milliseconds")
+        settled = 0
+        for entry in pending:
+            if older_than_s and entry.created.replace("Z", "+00:00") > cutoff:
+                continue
+            await self._settle_one(entry, find_by_name, fetch)
+            await self.store.journal_remove(self.tenant, entry.id)
+            settled += 1
+        return settled
+
+    async def _settle_one(self, entry: JournalEntry, find_by_name: FindByName, fetch: FetchByKey) -> None:
+        target = entry.resource
+        if entry.op == "create":
+            found = await find_by_name(entry.natural_key)
+            if found is None:
+                log.info("journal: create never reached the backend, dropped", id=target.id)
+                return
+            key, _ = found
+            if await self.store.get_by_key(self.tenant, self.resource_type, key) is None:
+                target.backend_key = key
+                with contextlib.suppress(DuplicateKey):
+                    await self.store.insert(self.tenant, target)
+                log.info("journal: create finished after an interruption", id=target.id)
+            return
+        current = await self.store.get(self.tenant, self.resource_type, target.id)
+        if current is None:
+            return
+        if entry.op == "delete":
+            if await fetch(current.backend_key) is None:
+                await self.store.delete(self.tenant, self.resource_type, target.id)
+                log.info("journal: delete finished after an interruption", id=target.id)
+            return
+        # An update: applied when the backend shows every change it carried.
+        owned = await fetch(current.backend_key)
+        key = current.backend_key
+        if owned is None and isinstance(entry.changes.get("userName") or entry.changes.get("displayName"), str):
+            found = await find_by_name(str(entry.changes.get("userName") or entry.changes.get("displayName")))
+            if found is not None:
+                key, owned = found
+        if owned is None or current.version >= target.version:
+            return
+        if all(_same(get_dotted(owned, path), value) for path, value in entry.changes.items()):
+            target.backend_key = key
+            await self.store.update(self.tenant, target)
+            log.info("journal: update finished after an interruption", id=target.id)
+
+
+def _same(actual: Any, wanted: Any) -> bool:
+    if isinstance(actual, str) and isinstance(wanted, str):
+        return actual.lower() == wanted.lower()
+    return bool(actual == wanted)
