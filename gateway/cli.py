@@ -47,9 +47,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _mock(args: argparse.Namespace) -> int:
     from adapters.cleanmail.mock import run_mock
+    from adapters.cleanmail.mock_state import MockQuirks
 
     configure_logging("auto", "info")
-    run_mock(args.host, args.port, args.api_key, Path(args.data) if args.data else None, args.control)
+    quirks = MockQuirks(auto_create_domains=args.auto_create_domains)
+    run_mock(args.host, args.port, args.api_key, Path(args.data) if args.data else None, args.control,
+             domains=args.domain, quirks=quirks)
     return 0
 
 
@@ -78,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     mock.add_argument("--api-key", default="mock-api-key")
     mock.add_argument("--data", default=None, help="JSON file the mock persists its data to")
     mock.add_argument("--control", action="store_true", help="enable the /__mock__ fault-injection endpoints")
+    mock.add_argument("--domain", action="append", default=[], help="a mail domain to create (repeatable)")
+    mock.add_argument("--auto-create-domains", action="store_true",
+                      help="create unknown mail domains on first use instead of refusing the mailbox")
     mock.set_defaults(run=_mock)
 
     token = sub.add_parser("token", help="print a new bearer token and its sha256 hash")

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Seconds a request may wait for a backend slot before 429."
     )
 
+    journal_sweep_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between sweeps that settle interrupted backend writes."
+    )
+
     @field_validator("state")
     @classmethod
     def _check_state(cls, value: str) -> str:

@@ -28,4 +28,4 @@ def make_adapter(settings: Settings) -> Adapter:
     from adapters.cleanmail.adapter import CleanmailAdapter
 
     api_key = settings.cleanmail_api_key.get_secret_value() if settings.cleanmail_api_key else ""
-    return CleanmailAdapter(settings.cleanmail_url, api_key)  # type: ignore[call-arg]
+    return CleanmailAdapter(settings.cleanmail_url, api_key, default_domain=settings.cleanmail_domain)

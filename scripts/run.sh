@@ -22,6 +22,7 @@ fi
 export SCIM_GATEWAY_TOKEN SCIM_GATEWAY_CLEANMAIL_API_KEY
 export SCIM_GATEWAY_BACKEND=${SCIM_GATEWAY_BACKEND:-cleanmail}
 export SCIM_GATEWAY_CLEANMAIL_URL=${SCIM_GATEWAY_CLEANMAIL_URL:-http://127.0.0.1:$MOCK_PORT}
+export SCIM_GATEWAY_CLEANMAIL_DOMAIN=${SCIM_GATEWAY_CLEANMAIL_DOMAIN:-${MOCK_DOMAIN:-example.com}}
 export SCIM_GATEWAY_STATE=${SCIM_GATEWAY_STATE:-sqlite:///$RUN_DIR/state.sqlite3}
 
 mock_pid=""
@@ -30,7 +31,7 @@ trap cleanup EXIT INT TERM
 
 if [ "$SCIM_GATEWAY_BACKEND" = "cleanmail" ] && [ "$SCIM_GATEWAY_CLEANMAIL_URL" = "http://127.0.0.1:$MOCK_PORT" ]; then
   "$BIN/scim-gateway" mock-cleanmail --port "$MOCK_PORT" --api-key "$SCIM_GATEWAY_CLEANMAIL_API_KEY" \
-    --data "$RUN_DIR/mock-data.json" --control >"$RUN_DIR/mock.log" 2>&1 &
+    --data "$RUN_DIR/mock-data.json" --control --auto-create-domains --domain "${MOCK_DOMAIN:-example.com}" >"$RUN_DIR/mock.log" 2>&1 &
   mock_pid=$!
   for _ in $(seq 1 50); do
     "$BIN/python" - "$MOCK_PORT" <<'PY' && break

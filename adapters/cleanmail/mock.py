@@ -108,7 +108,7 @@ class MockServer:
 
     @web.middleware
     async def inject_faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith("/api/") or not self.faults.config.applies_to(request.method):
             return await handler(request)
         wait = self.faults.throttle()
         if wait:

@@ -33,6 +33,8 @@ class FaultConfig:
     """Token-bucket rate (burst = one second's worth); 0 disables it."""
     retry_after_http_date: bool = False
     """Send Retry-After as an HTTP date instead of delta-seconds."""
+    methods: tuple[str, ...] | None = None
+    """Limit every fault to these HTTP methods (e.g. only writes); None means all."""
     seed: int | None = None
 
     @classmethod
@@ -46,6 +48,11 @@ class FaultConfig:
             if name == "seed":
                 if value is not None and (type(value) is not int):
                     raise ValueError("seed must be an integer or null")
+            elif name == "methods":
+                if value is not None:
+                    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+                        raise ValueError("methods must be a list of HTTP method names or null")
+                    value = tuple(m.upper() for m in value)
             elif name == "retry_after_http_date":
                 if type(value) is not bool:
                     raise ValueError(f"{name} must be a boolean")
@@ -57,7 +64,13 @@ class FaultConfig:
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.methods is not None:
+            data["methods"] = list(self.methods)
+        return data
+
+    def applies_to(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
 
 
 class TokenBucket:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
+import structlog
 from aiohttp import web
 
 from adapters.base import Adapter
@@ -17,6 +20,8 @@ from gateway.wiring import make_adapter, make_store
 
 STORE_KEY: web.AppKey[StateStore] = web.AppKey("store", StateStore)
 ADAPTERS_KEY: web.AppKey[list[Adapter]] = web.AppKey("adapters", list)
+SWEEPER_KEY: web.AppKey[asyncio.Task[None]] = web.AppKey("journal_sweeper", asyncio.Task)
+log = structlog.get_logger("gateway.app")
 
 # Entra appends "/Users" to whatever the admin typed, so "…/scim/v2/" arrives as "…/scim/v2//Users".
 SCIM = r"/scim/v2{sep:/+}"
@@ -35,6 +40,7 @@ def _only_get(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def add_routes(app: web.Application, handlers: ScimHandlers) -> None:
     r = app.router
+    r.add_post(f"{SCIM}.search", handlers.root_search)
     r.add_get(f"{SCIM}{KIND}", handlers.list)
     r.add_post(f"{SCIM}{KIND}", handlers.create)
     r.add_post(f"{SCIM}{KIND}/.search", handlers.search)
@@ -73,6 +79,25 @@ async def not_found(request: web.Request) -> web.Response:
     raise ScimError(404, "No such endpoint. The SCIM base URL is /scim/v2 (e.g. /scim/v2/Users).")
 
 
+async def sweep_journal(registry: TenantRegistry, interval: float) -> None:
+    """Settle writes interrupted by a crash (or a lost backend answer) that nobody touched since.
+
+    Only entries older than ``interval`` are settled, so a write still in flight in this or
+    another replica is left alone.
+    """
+    while True:
+        for tenant in list(registry.tenants.values()):
+            for service in (tenant.users, tenant.groups):
+                try:
+                    settled = await service.recover(older_than_s=interval)
+                except Exception as exc:  # the backend may be down: try again next round
+                    log.warning("journal sweep failed", tenant=tenant.id, error=str(exc))
+                    continue
+                if settled:
+                    log.info("journal sweep settled writes", tenant=tenant.id, count=settled)
+        await asyncio.sleep(interval)
+
+
 def create_app(settings: Settings, *, adapter: Adapter | None = None, store: StateStore | None = None
                ) -> web.Application:
     """The gateway for one default tenant described by ``settings`` (quick-start mode)."""
@@ -101,8 +126,14 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
         await app[STORE_KEY].open()
         for item in app[ADAPTERS_KEY]:
             await item.start()
+        app[SWEEPER_KEY] = asyncio.create_task(sweep_journal(registry, settings.journal_sweep_interval))
 
     async def stop(app: web.Application) -> None:
+        sweeper = app.get(SWEEPER_KEY)
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         for item in app[ADAPTERS_KEY]:
             await item.close()
         await app[STORE_KEY].close()

@@ -110,12 +110,13 @@ class ScimHandlers:
             request.match_info["id"], body, self.base_url(request), projection,
             parse_etag_list(request.headers.get("If-Match")),
         )
-        headers = self._etag_headers(resource)
-        # Entra expects 204 for group updates; a body of all members is what it asks us not to send.
-        if isinstance(service, GroupService) and projection.attributes is None \
-                and projection.excluded_attributes is None:
-            return web.Response(status=204, headers=headers)
-        return scim_response(resource, headers=headers)
+        # 200 with the resource for Groups too: RFC 7644 §3.5.2 allows 204, but strict clients
+        # expect the body, and Entra accepts both.
+        return scim_response(resource, headers=self._etag_headers(resource))
+
+    async def root_search(self, request: web.Request) -> web.Response:
+        raise ScimError(501, "Searching across resource types is not supported; use /Users/.search or "
+                             "/Groups/.search.")
 
     async def delete(self, request: web.Request) -> web.Response:
         await self._service(request).delete(

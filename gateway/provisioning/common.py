@@ -139,7 +139,8 @@ class ResourceServiceBase(Generic[RecordT]):
         # Schema order reads naturally in logs and diffs; unknown keys keep their place at the end.
         order = _attribute_order(self.rt)
         for key in sorted(body, key=lambda k: order.get(k, len(order))):
-            resource[key] = body[key]
+            if key != "password":  # returned "never" (RFC 7643 §4.1)
+                resource[key] = body[key]
         resource["meta"] = self._meta(stored, base_url)
         return resource
 

@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+
 from adapters.base import AlreadyExists, GroupRecord, NotFound, Page, Transient
 from gateway.provisioning.common import (
     Resource,
@@ -27,6 +29,8 @@ from gateway.scim.query import Projection
 from gateway.scim.resources import normalize_resource
 from gateway.scim.schema import GROUP_RESOURCE, USER_RESOURCE
 from gateway.store.base import StoredResource
+
+log = structlog.get_logger("gateway.groups")
 
 
 class GroupService(ResourceServiceBase[GroupRecord]):
@@ -88,18 +92,25 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         return stored
 
     async def _member_keys(self, member_ids: list[str]) -> list[str]:
-        """SCIM ids → user keys; an id the gateway never issued is a client mistake."""
+        """SCIM ids → mailbox keys.
+
+        Ids that name no provisioned User (a nested group, or a user deleted meanwhile) are
+        skipped with a warning rather than failing the whole PATCH: Entra sends many members
+        per request, and one it cannot place must not keep the others off the list.
+        """
         if not member_ids:
             return []
         users = await self.store.get_many(self.tenant, USER_RESOURCE.name, member_ids)
         missing = [m for m in member_ids if m not in users]
         if missing:
             groups = await self.store.get_many(self.tenant, GROUP_RESOURCE.name, missing)
-            if groups:
-                raise invalid_value("Nested groups are not supported: a distribution list can only hold mailboxes "
-                                    f"(group member(s) {', '.join(groups)}).")
-            raise invalid_value(f"No User with id {', '.join(missing)}: members must be ids of provisioned Users.")
-        return [users[m].backend_key for m in member_ids]
+            log.warning(
+                "group members skipped",
+                nested_groups=sorted(groups),
+                unknown_ids=sorted(m for m in missing if m not in groups),
+                reason="a distribution list can only hold provisioned mailboxes",
+            )
+        return [users[m].backend_key for m in member_ids if m in users]
 
     def _body(self, record: GroupRecord, stored: StoredResource, member_ids: dict[str, str] | None,
               base_url: str) -> Resource:

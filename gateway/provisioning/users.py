@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+
 from adapters.base import AlreadyExists, NotFound, Page, Transient, UserRecord
 from gateway.provisioning.common import (
     Resource,
@@ -28,6 +30,8 @@ from gateway.scim.query import Projection
 from gateway.scim.resources import normalize_resource
 from gateway.scim.schema import USER_RESOURCE
 from gateway.store.base import StoredResource
+
+log = structlog.get_logger("gateway.users")
 
 
 def _user_name_filter(user_name: str) -> Filter:
@@ -88,8 +92,16 @@ class UserService(ResourceServiceBase[UserRecord]):
         stored, record = await self._load(id)
         return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
 
-    async def create(self, body: Any, base_url: str, projection: Projection) -> Resource:
+    def _normalize(self, body: Any) -> Resource:
         resource = normalize_resource(body, self.rt)
+        if "password" in resource and "password" not in self.ownership.paths:
+            # Never kept by the gateway: a platform that cannot take a password does not get one.
+            del resource["password"]
+            log.info("password attribute ignored: the mail platform adapter does not set passwords")
+        return resource
+
+    async def create(self, body: Any, base_url: str, projection: Projection) -> Resource:
+        resource = self._normalize(body)
         owned, shadow = self.ownership.split(resource)
         user_name: str = resource["userName"]
         stamp = now_iso()
@@ -136,7 +148,7 @@ class UserService(ResourceServiceBase[UserRecord]):
     async def replace(
         self, id: str, body: Any, base_url: str, projection: Projection, if_match: Sequence[str] | None
     ) -> Resource:
-        new = normalize_resource(body, self.rt)
+        new = self._normalize(body)
         async with self.locks.hold(("User", id)):
             stored, record = await self._load(id)
             check_if_match(stored, if_match)
@@ -151,6 +163,8 @@ class UserService(ResourceServiceBase[UserRecord]):
             check_if_match(stored, if_match)
             current = {"id": stored.id, **self._body(record, stored)}
             new = apply_patch(current, ops, self.rt)
+            if "password" in new and "password" not in self.ownership.paths:
+                del new["password"]
             return await self._write(stored, record, new, base_url, projection)
 
     async def _write(

@@ -496,7 +496,7 @@ def _element_for(
     if seed is None:
         raise no_target(f"No value of '{target.name}' matches the filter of '{target.where}', "
                         "and no value can be created from it")
-    element = {**seed, **patch}
+    element: dict[str, Any] = strip_empty({**seed, **patch})
     if attr is MEMBERS and not element.get("value"):
         raise no_target(f"No member matches '{target.where}', and a member cannot be created without a value")
     if (attr is EMAILS and "primary" not in element

@@ -173,6 +173,16 @@ async def test_e17_filter_group_by_display_name_different_case(scim: Client) -> 
     assert "members" not in found
 
 
+async def test_e17_filter_group_by_external_id(scim: Client) -> None:
+    # objectId -> externalId is the other matching attribute admins choose for groups (§6.2).
+    group = await create_group(scim, E15_CREATE)
+    await create_group(scim, minimal_group("another group", externalId="11111111-2222-3333-4444-555555555555"))
+    found = await find_one(
+        scim, "Groups", 'externalId eq "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159"', excludedAttributes="members"
+    )
+    assert found["id"] == group["id"]
+
+
 # E18 --------------------------------------------------------------------------------------------
 
 
@@ -212,13 +222,20 @@ async def test_e19_adding_an_existing_member_is_idempotent(scim: Client) -> None
 
 
 async def test_e19_nested_group_id_as_member_value(scim: Client) -> None:
+    # The reference only says such a value can arrive; a list that cannot nest may refuse it,
+    # but then with an actionable 400 and without half-applying the operation.
     [uid] = await _users(scim, 1)
     outer = await create_group(scim, E15_CREATE)
     inner = await create_group(scim, minimal_group("inner list"))
-    after = await patch_group(scim, outer["id"], patch_body({
+    reply = await call(scim, "PATCH", f"{BASE}/Groups/{outer['id']}", patch_body({
         "op": "Add", "path": "members", "value": [{"$ref": None, "value": inner["id"]}, {"$ref": None, "value": uid}],
-    }))
-    assert member_ids(after) == sorted([inner["id"], uid])
+    }), expect=(204, 400))
+    after = await get_group(scim, outer["id"])
+    if reply.status == 204:
+        assert member_ids(after) == sorted([inner["id"], uid])
+    else:
+        assert_error(reply, 400, "invalidValue")
+        assert member_ids(after) == []
 
 
 # E20 --------------------------------------------------------------------------------------------

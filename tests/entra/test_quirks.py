@@ -182,10 +182,11 @@ async def test_q03_pathless_replace_nested_object_keeps_other_sub_attributes(sci
     assert ent(after) == {"employeeNumber": "1001", "department": "Audit"}
 
 
-async def test_q03_pathless_replace_boolean_and_filtered_key(scim: Client) -> None:
+@pytest.mark.parametrize("active", [False, "False"])
+async def test_q03_pathless_replace_boolean_and_filtered_key(scim: Client, active: Any) -> None:
     user = await _full_user(scim)
     after = await patch_user(scim, user["id"], patch_body({"op": "Replace", "value": {
-        "active": False,
+        "active": active,
         'emails[type eq "work"].value': "megan.b@contoso.com",
     }}))
     assert after["active"] is False
@@ -272,6 +273,17 @@ async def test_q06_filtered_path_updates_only_matching_element(scim: Client) -> 
     assert [p["value"] for p in typed(after, "phoneNumbers", "work")] == ["+1 412 555 0109"]
 
 
+@pytest.mark.parametrize("op", ["Add", "Replace"])
+async def test_q06_roles_primary_filter_path_is_tolerated(scim: Client, op: str) -> None:
+    user = await _full_user(scim)
+    after = await patch_user(scim, user["id"], patch_body(
+        {"op": op, "path": 'roles[primary eq "True"].value', "value": "Admin"}
+    ))
+    assert after["userName"] == "megan.bowen@contoso.com"
+    for role in after.get("roles") or []:
+        assert role.get("primary") in (True, None), role
+
+
 # Q7 ---------------------------------------------------------------------------------------------
 
 
@@ -315,12 +327,15 @@ async def test_q09_meta_roles_and_nulls_in_post(scim: Client) -> None:
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
         "userName": "q9@contoso.com",
         "active": True,
+        "id": "client-chosen-id",
         "meta": {"resourceType": "User"},
         "roles": [],
         "title": None,
         "phoneNumbers": None,
         "name": {"givenName": "Quinn", "familyName": None},
     })
+    # id is minted by the gateway (readOnly): a client-sent one is ignored, not adopted.
+    assert created["id"] != "client-chosen-id"
     user = await get_user(scim, created["id"])
     assert user["meta"]["resourceType"] == "User"
     assert user["meta"]["created"]

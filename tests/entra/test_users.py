@@ -446,6 +446,46 @@ async def test_e06_filter_by_external_id_unquoted_literal(scim: Client) -> None:
     assert reply.json["Resources"][0]["id"] == created["id"]
 
 
+MATCHING_FILTERS = [
+    'userName eq "megan.bowen@contoso.com"',
+    'externalId eq "MeganB"',
+    'emails[type eq "work"].value eq "Megan.Bowen@contoso.com"',
+    'emails[type eq "work"].value eq "MEGAN.BOWEN@CONTOSO.COM"',
+    f'{ENTERPRISE}:employeeNumber eq "1001"',
+    'displayName eq "Megan Bowen"',
+    'userName eq "megan.bowen@contoso.com" and active eq true',
+]
+
+
+@pytest.mark.parametrize("expr", MATCHING_FILTERS)
+async def test_e06_admin_selected_matching_attributes(scim: Client, expr: str) -> None:
+    # Admins may pick any mapped attribute as the matching one; Entra then filters on it with eq.
+    megan = await create_user(scim, {
+        "schemas": [USER_URN, ENTERPRISE],
+        "userName": "megan.bowen@contoso.com",
+        "externalId": "MeganB",
+        "displayName": "Megan Bowen",
+        "active": True,
+        "emails": [{"type": "work", "value": "Megan.Bowen@contoso.com", "primary": True}],
+        ENTERPRISE: {"employeeNumber": "1001"},
+    })
+    await create_user(scim, {
+        "schemas": [USER_URN, ENTERPRISE],
+        "userName": "alex.wilber@contoso.com",
+        "externalId": "AlexW",
+        "displayName": "Alex Wilber",
+        "emails": [{"type": "home", "value": "Megan.Bowen@contoso.com"}],
+        ENTERPRISE: {"employeeNumber": "1002"},
+    })
+    assert (await find_one(scim, "Users", expr))["id"] == megan["id"]
+
+
+async def test_e06_filter_by_id(scim: Client) -> None:
+    user = await _e2_user(scim)
+    await create_user(scim, minimal_user("someone.else@contoso.com"))
+    assert (await find_one(scim, "Users", f'id eq "{user["id"]}"'))["userName"] == E2_USER_NAME
+
+
 async def test_e06_filter_by_work_email(scim: Client) -> None:
     user = await create_user(scim, minimal_user(
         "user@contoso.com", emails=[{"type": "work", "value": "user@contoso.com", "primary": True}]
