@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from adapters.base import Adapter
 from gateway.provisioning.common import TenantContext
 from gateway.provisioning.groups import GroupService
-from gateway.provisioning.guard import BackendGuard, KeyedLocks
+from gateway.provisioning.guard import BackendGuard
 from gateway.provisioning.users import UserService
 from gateway.store.base import StateStore
 
@@ -36,7 +36,7 @@ def build_tenant(
     max_page_size: int,
 ) -> Tenant:
     guard = BackendGuard(concurrency, queue_timeout)
-    ctx = TenantContext(tenant_id, adapter, store, guard, KeyedLocks(), max_page_size)
+    ctx = TenantContext(tenant_id, adapter, store, guard, max_page_size)
     return Tenant(tenant_id, adapter, UserService(ctx), GroupService(ctx), guard)
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from adapters.base import Adapter, Page
-from gateway.provisioning.guard import BackendGuard, KeyedLocks
+from gateway.provisioning.guard import BackendGuard
 from gateway.provisioning.journal import Journal
 from gateway.provisioning.ownership import Ownership, get_dotted
 from gateway.scim import filter as scim_filter
@@ -70,7 +70,6 @@ class TenantContext:
     adapter: Adapter
     store: StateStore
     guard: BackendGuard
-    locks: KeyedLocks
     max_page_size: int
 
 
@@ -88,7 +87,6 @@ class ResourceServiceBase(Generic[RecordT]):
         self.adapter = ctx.adapter
         self.store = ctx.store
         self.guard = ctx.guard
-        self.locks = ctx.locks
 
     # --- hooks for the concrete service -------------------------------------------
 
@@ -213,7 +211,7 @@ class ResourceServiceBase(Generic[RecordT]):
             return pairs
         if eq is not None and eq[0] == self.natural_key and isinstance(eq[1], str) \
                 and await self.store.journal_pending(self.tenant, self.rt.name, eq[1].lower()):
-            async with self.locks.hold((self.rt.name, eq[1].lower())):
+            async with self.store.lock(self.tenant, f"{self.rt.name}/name/{eq[1].lower()}"):
                 await self._settle(eq[1])
         pushed = scim_filter.pushdown(flt, self.filterable, self.rt)
         return await self._mapping_for(await self._scan(pushed))

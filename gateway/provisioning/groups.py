@@ -163,8 +163,10 @@ class GroupService(ResourceServiceBase[GroupRecord]):
             id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key="", shadow=shadow,
             version=1, created=stamp, last_modified=stamp, sent=sent_strings(owned, self.ownership),
         )
-        async with self.locks.hold(("Group", name.lower())):
+        async with self.store.lock(self.tenant, f"Group/name/{name.lower()}"):
             await self._settle(name)
+            if await self._find_by_name(name) is not None:
+                raise uniqueness(f"displayName '{name}' is already taken by another group")
             member_keys = await self._member_keys(member_ids)
             async with self.journal.write("create", name, stored):
                 record = await self._create_group(owned, member_keys, name)
@@ -197,7 +199,7 @@ class GroupService(ResourceServiceBase[GroupRecord]):
     async def replace(self, id: str, body: Any, base_url: str, projection: Projection,
                       if_match: Sequence[str] | None) -> Resource:
         new = normalize_resource(body, self.rt)
-        async with self.locks.hold(("Group", id)):
+        async with self.store.lock(self.tenant, f"Group/id/{id}"):
             stored, record = await self._load(id)
             check_if_match(stored, if_match)
             return await self._write(stored, record, new, base_url, projection)
@@ -205,7 +207,7 @@ class GroupService(ResourceServiceBase[GroupRecord]):
     async def patch(self, id: str, body: Any, base_url: str, projection: Projection,
                     if_match: Sequence[str] | None) -> Resource:
         ops = parse_patch(body, self.rt)
-        async with self.locks.hold(("Group", id)):
+        async with self.store.lock(self.tenant, f"Group/id/{id}"):
             stored, record = await self._load(id)
             check_if_match(stored, if_match)
             ids = await self._member_ids(record.member_keys)
@@ -263,7 +265,7 @@ class GroupService(ResourceServiceBase[GroupRecord]):
 
     async def delete(self, id: str, if_match: Sequence[str] | None) -> None:
         self._require_groups()
-        async with self.locks.hold(("Group", id)):
+        async with self.store.lock(self.tenant, f"Group/id/{id}"):
             stored = await self._stored(id)
             check_if_match(stored, if_match)
             async with self.journal.write("delete", stored.sent.get("displayName", stored.backend_key), stored):

@@ -109,8 +109,11 @@ class UserService(ResourceServiceBase[UserRecord]):
             id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key="", shadow=shadow,
             version=1, created=stamp, last_modified=stamp, sent=sent_strings(owned, self.ownership),
         )
-        async with self.locks.hold(("User", user_name.lower())):
+        async with self.store.lock(self.tenant, f"User/name/{user_name.lower()}"):
             await self._settle(user_name)
+            # Checked here too, not only by the backend: some legacy APIs silently create a duplicate.
+            if await self._find_by_name(user_name) is not None:
+                raise uniqueness(f"userName '{user_name}' is already taken by another mailbox")
             async with self.journal.write("create", user_name, stored):
                 record = await self._create_once(owned, user_name)
                 stored.backend_key = record.key
@@ -149,7 +152,7 @@ class UserService(ResourceServiceBase[UserRecord]):
         self, id: str, body: Any, base_url: str, projection: Projection, if_match: Sequence[str] | None
     ) -> Resource:
         new = self._normalize(body)
-        async with self.locks.hold(("User", id)):
+        async with self.store.lock(self.tenant, f"User/id/{id}"):
             stored, record = await self._load(id)
             check_if_match(stored, if_match)
             return await self._write(stored, record, new, base_url, projection)
@@ -158,7 +161,7 @@ class UserService(ResourceServiceBase[UserRecord]):
         self, id: str, body: Any, base_url: str, projection: Projection, if_match: Sequence[str] | None
     ) -> Resource:
         ops = parse_patch(body, self.rt)
-        async with self.locks.hold(("User", id)):
+        async with self.store.lock(self.tenant, f"User/id/{id}"):
             stored, record = await self._load(id)
             check_if_match(stored, if_match)
             current = {"id": stored.id, **self._body(record, stored)}
@@ -186,10 +189,16 @@ class UserService(ResourceServiceBase[UserRecord]):
         target.sent = sent_strings(new_owned, self.ownership)
         if changes:
             name = str(changes.get("userName") or new_owned.get("userName") or "")
-            async with self.journal.write("update", name, target, changes):
-                record = await self._update_backend(stored, changes)
-                target.backend_key = record.key
-                await self.store.update(self.tenant, target)
+            renamed = "userName" in changes and name.lower() != str(old_owned.get("userName", "")).lower()
+            async with contextlib.AsyncExitStack() as stack:
+                if renamed:
+                    await stack.enter_async_context(self.store.lock(self.tenant, f"User/name/{name.lower()}"))
+                    if await self._find_by_name(name) is not None:
+                        raise uniqueness(f"userName '{name}' is already taken by another mailbox")
+                async with self.journal.write("update", name, target, changes):
+                    record = await self._update_backend(stored, changes)
+                    target.backend_key = record.key
+                    await self.store.update(self.tenant, target)
         else:
             await self.store.update(self.tenant, target)
         return self._project(self._finish(self._body(record, target), target, base_url), projection)
@@ -204,7 +213,7 @@ class UserService(ResourceServiceBase[UserRecord]):
             raise ScimError(404, f"User {stored.id} not found") from None
 
     async def delete(self, id: str, if_match: Sequence[str] | None) -> None:
-        async with self.locks.hold(("User", id)):
+        async with self.store.lock(self.tenant, f"User/id/{id}"):
             stored = await self._stored(id)
             check_if_match(stored, if_match)
             async with self.journal.write("delete", stored.sent.get("userName", stored.backend_key), stored):

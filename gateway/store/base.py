@@ -9,6 +9,7 @@ behind each ETag.
 from __future__ import annotations
 
 import dataclasses
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,6 +56,20 @@ class JournalEntry:
     created: str = ""
 
 
+@dataclass
+class IdempotencyRecord:
+    """A stored response for an Idempotency-Key, replayed for a retry with the same body."""
+
+    key: str
+    fingerprint: str
+    """sha256 of method, path and body: the same key with another request is a client error."""
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    expires: float
+    """Unix time after which the key may be reused."""
+
+
 class DuplicateKey(Exception):
     """Another mapping already holds this backend key."""
 
@@ -87,6 +102,23 @@ class StateStore(Protocol):
         """Replace the mapping with this id (backend key may change on rename)."""
 
     async def delete(self, tenant: str, resource_type: str, id: str) -> None: ...
+
+    # Cross-request coordination ----------------------------------------------------
+
+    def lock(self, tenant: str, name: str) -> AbstractAsyncContextManager[None]:
+        """Mutual exclusion for ``name`` across every process sharing this store
+        (a create per userName, a group's member list)."""
+
+    # Idempotency-Key records ---------------------------------------------------------
+
+    async def idempotency_get(self, tenant: str, key: str, now: float) -> IdempotencyRecord | None:
+        """The unexpired record for ``key``, or None."""
+
+    async def idempotency_put(self, tenant: str, record: IdempotencyRecord) -> None:
+        """Store (or replace an expired) record."""
+
+    async def idempotency_purge(self, now: float) -> int:
+        """Drop expired records; returns how many."""
 
     # In-flight journal -------------------------------------------------------------
 

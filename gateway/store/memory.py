@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+from contextlib import AbstractAsyncContextManager
 
-from gateway.store.base import DuplicateKey, JournalEntry, StoredResource
+from gateway.store.base import DuplicateKey, IdempotencyRecord, JournalEntry, StoredResource
+from gateway.store.locks import KeyedLocks
 
 _Scope = tuple[str, str]
 
@@ -15,6 +17,24 @@ class MemoryStore:
         self._by_key: dict[_Scope, dict[str, str]] = {}
         self._by_external: dict[_Scope, dict[str, set[str]]] = {}
         self._journal: dict[str, dict[str, JournalEntry]] = {}
+        self._idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
+        self._locks = KeyedLocks()
+
+    def lock(self, tenant: str, name: str) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold((tenant, name))
+
+    async def idempotency_get(self, tenant: str, key: str, now: float) -> IdempotencyRecord | None:
+        record = self._idempotency.get((tenant, key))
+        return copy.deepcopy(record) if record is not None and record.expires > now else None
+
+    async def idempotency_put(self, tenant: str, record: IdempotencyRecord) -> None:
+        self._idempotency[(tenant, record.key)] = copy.deepcopy(record)
+
+    async def idempotency_purge(self, now: float) -> int:
+        expired = [k for k, r in self._idempotency.items() if r.expires <= now]
+        for k in expired:
+            del self._idempotency[k]
+        return len(expired)
 
     async def open(self) -> None:
         return None

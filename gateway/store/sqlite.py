@@ -10,12 +10,14 @@ state and adoption repair.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from gateway.store.base import DuplicateKey, JournalEntry, StoredResource, decode_entry, encode_entry
+from gateway.store.base import DuplicateKey, IdempotencyRecord, JournalEntry, StoredResource, decode_entry, encode_entry
+from gateway.store.locks import KeyedLocks
 
 MIGRATIONS: list[str] = [
     """
@@ -47,6 +49,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX journal_by_key ON journal (tenant, resource_type, natural_key);
     """,
+    """
+    CREATE TABLE idempotency (
+        tenant TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        headers BLOB NOT NULL,
+        body BLOB NOT NULL,
+        expires REAL NOT NULL,
+        PRIMARY KEY (tenant, key)
+    );
+    CREATE INDEX idempotency_by_expiry ON idempotency (expires);
+    """,
 ]
 
 _COLUMNS = "id, resource_type, backend_key, shadow, sent, version, created, last_modified"
@@ -63,6 +78,11 @@ class SqliteStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        # One SQLite file serves one gateway process, so process-local locks are enough.
+        self._locks = KeyedLocks()
+
+    def lock(self, tenant: str, name: str) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold((tenant, name))
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -205,3 +225,25 @@ class SqliteStore:
             args.append(natural_key)
         rows = self.db.execute(sql + " ORDER BY created, id", args).fetchall()
         return [decode_entry(r[0]) for r in rows]
+
+    async def idempotency_get(self, tenant: str, key: str, now: float) -> IdempotencyRecord | None:
+        row = self.db.execute(
+            "SELECT key, fingerprint, status, headers, body, expires FROM idempotency"
+            " WHERE tenant=? AND key=? AND expires>?",
+            (tenant, key, now),
+        ).fetchone()
+        if row is None:
+            return None
+        return IdempotencyRecord(key=row[0], fingerprint=row[1], status=row[2], headers=orjson.loads(row[3]),
+                                 body=bytes(row[4]), expires=row[5])
+
+    async def idempotency_put(self, tenant: str, record: IdempotencyRecord) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO idempotency (tenant, key, fingerprint, status, headers, body, expires)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (tenant, record.key, record.fingerprint, record.status, orjson.dumps(record.headers), record.body,
+             record.expires),
+        )
+
+    async def idempotency_purge(self, now: float) -> int:
+        return self.db.execute("DELETE FROM idempotency WHERE expires<=?", (now,)).rowcount

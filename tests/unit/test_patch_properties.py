@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +13,7 @@ from gateway.scim.patch import apply_patch, parse_patch
 from gateway.scim.resources import normalize_resource, strip_empty
 from gateway.scim.schema import ENTERPRISE_SCHEMA, GROUP_RESOURCE, USER_RESOURCE
 
-SETTINGS = settings(max_examples=int(os.environ.get("PATCH_EXAMPLES", "400")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ENT = ENTERPRISE_SCHEMA
 CUSTOM = "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User"
 
