@@ -6,9 +6,10 @@ import hashlib
 from dataclasses import dataclass
 
 from adapters.base import Adapter
+from gateway.config import TenantSettings
 from gateway.provisioning.common import TenantContext
 from gateway.provisioning.groups import GroupService
-from gateway.provisioning.guard import BackendGuard
+from gateway.provisioning.guard import BackendGuard, RateLimiter
 from gateway.provisioning.users import UserService
 from gateway.store.base import StateStore
 
@@ -24,20 +25,17 @@ class Tenant:
     users: UserService
     groups: GroupService
     guard: BackendGuard
+    rate_limiter: RateLimiter | None
+    settings: TenantSettings
 
 
 def build_tenant(
-    tenant_id: str,
-    adapter: Adapter,
-    store: StateStore,
-    *,
-    concurrency: int,
-    queue_timeout: float,
-    max_page_size: int,
+    tenant_id: str, settings: TenantSettings, adapter: Adapter, store: StateStore, *, max_page_size: int
 ) -> Tenant:
-    guard = BackendGuard(concurrency, queue_timeout)
-    ctx = TenantContext(tenant_id, adapter, store, guard, max_page_size)
-    return Tenant(tenant_id, adapter, UserService(ctx), GroupService(ctx), guard)
+    guard = BackendGuard(settings.concurrency, settings.queue_timeout)
+    ctx = TenantContext(tenant_id, adapter, store, guard, max_page_size, frozenset(settings.domains))
+    limiter = RateLimiter(settings.rate_limit_per_s) if settings.rate_limit_per_s else None
+    return Tenant(tenant_id, adapter, UserService(ctx), GroupService(ctx), guard, limiter, settings)
 
 
 class TenantRegistry:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapters.base import Adapter
-from gateway.config import Settings
+from gateway.config import BackendSettings
 from gateway.store.base import StateStore
 
 
@@ -17,15 +17,22 @@ def make_store(state: str) -> StateStore:
 
         # As in SQLAlchemy: sqlite:///relative/path, sqlite:////absolute/path.
         return SqliteStore(state.removeprefix("sqlite:///") or ":memory:")
+    if state.startswith(("postgresql://", "postgres://")):
+        from gateway.store.postgres import PostgresStore
+
+        return PostgresStore(state)
     raise ValueError(f"unsupported state store {state!r}")
 
 
-def make_adapter(settings: Settings) -> Adapter:
-    if settings.backend == "memory":
+def make_adapter(backend: BackendSettings) -> Adapter:
+    if backend.adapter == "memory":
         from adapters.memory import MemoryAdapter
 
         return MemoryAdapter()
     from adapters.cleanmail.adapter import CleanmailAdapter
 
-    api_key = settings.cleanmail_api_key.get_secret_value() if settings.cleanmail_api_key else ""
-    return CleanmailAdapter(settings.cleanmail_url, api_key, default_domain=settings.cleanmail_domain)
+    return CleanmailAdapter(
+        backend.url or "", backend.resolve_api_key(), default_domain=backend.list_domain,
+        list_address_template=backend.list_address_template, attempt_timeout=backend.attempt_timeout,
+        deadline=backend.deadline,
+    )

@@ -54,6 +54,7 @@ R = TypeVar("R", UserRecord, GroupRecord)
 Row = dict[str, Any]
 
 PAGE_SIZE = 100
+READY_DEADLINE_S = 3.0
 """Cleanmail's page-size cap; larger requests are served in several calls."""
 
 CAPABILITIES = Capabilities(
@@ -124,8 +125,10 @@ class CleanmailAdapter:
         await self.client.close()
 
     async def check(self) -> None:
+        # A readiness probe must answer quickly, not after the full retry budget.
+        deadline = min(self.client.policy.deadline, READY_DEADLINE_S)
         try:
-            await self.client.get("domains", params={"limit": 1})
+            await self.client.request("GET", ("domains",), params={"limit": 1}, deadline=deadline)
         except Transient:
             raise
         except AdapterError as err:
@@ -249,8 +252,12 @@ class CleanmailAdapter:
             if not err.ambiguous:
                 raise
             # Read back once: the rename may have been applied before the failure.
-            renamed = await self._mailbox_or_none(new)
-            if renamed is None or await self._mailbox_or_none(old) is not None:
+            try:
+                renamed = await self._mailbox_or_none(new)
+                still_there = renamed is not None and await self._mailbox_or_none(old) is not None
+            except AdapterError:
+                raise err from None
+            if renamed is None or still_there:
                 raise
             log.info("cleanmail rename %s -> %s was applied despite %s", old, new, err.detail)
             return renamed
@@ -286,12 +293,13 @@ class CleanmailAdapter:
         if self._discovered_domain:
             return self._discovered_domain
         reply = await self.client.get("domains", params={"limit": 2})
-        names = [d.get("name") for d in reply.get("items", [])] if isinstance(reply, dict) else []
+        rows = reply.get("items") if isinstance(reply, dict) else None
+        names = [d.get("name") for d in rows if isinstance(d, dict)] if isinstance(rows, list) else []
         if len(names) != 1 or not isinstance(names[0], str):
             raise Rejected(
                 "invalidValue",
-                "cannot choose a domain for the distribution list: configure the Cleanmail "
-                f"adapter's default_domain (Cleanmail has {reply.get('total', len(names))} domains)",
+                "cannot choose a domain for distribution-list addresses: Cleanmail has "
+                f"{len(names) if len(names) < 2 else 'several'} domains; set the adapter's default_domain",
             )
         self._discovered_domain = names[0]
         return names[0]
@@ -308,6 +316,18 @@ class CleanmailAdapter:
         body = {"address": address, "display_name": name, "members": [k.lower() for k in member_keys]}
         try:
             reply = await self.client.request("POST", ("lists",), body=body)
+        except Transient as err:
+            if not err.ambiguous:
+                raise
+            # Unlike a mailbox, the list's address is known only here, so the read-back
+            # that keeps the create at-most-once happens here too.
+            try:
+                created = await self._group_or_none(address)
+            except AdapterError:
+                raise err from None
+            if created is None or not values_equal("displayName", created.attributes.get("displayName"), name):
+                raise
+            return created
         except AlreadyExists:
             taken = await self._group_or_none(address)
             taken_name = taken.attributes.get("displayName") if taken else None

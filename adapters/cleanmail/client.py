@@ -181,10 +181,12 @@ class CleanmailClient:
         body: Any = None,
         retry_safe: bool | None = None,
         empty_is_not_found: bool = False,
+        deadline: float | None = None,
     ) -> Any:
         """Perform one logical call; return the parsed JSON body or raise an AdapterError.
 
-        ``empty_is_not_found`` marks endpoints that answer a missing object with 200 ``{}``.
+        ``empty_is_not_found`` marks endpoints that answer a missing object with 200 ``{}``;
+        ``deadline`` overrides the policy's budget for this call.
         """
         if self._session is None:
             await self.start()
@@ -194,7 +196,7 @@ class CleanmailClient:
             method=method,
             path=url.path,
             retry_safe=method in SAFE_METHODS if retry_safe is None else retry_safe,
-            deadline_at=loop.time() + self.policy.deadline,
+            deadline_at=loop.time() + (self.policy.deadline if deadline is None else deadline),
         )
         self.stats.calls += 1
         retrying = AsyncRetrying(
@@ -231,7 +233,7 @@ class CleanmailClient:
 
     def _wait(self, state: RetryCallState) -> float:
         p = self.policy
-        ceiling = min(p.backoff_max, p.backoff_initial * 2 ** (state.attempt_number - 1))
+        ceiling = min(p.backoff_max, p.backoff_initial * 2 ** min(state.attempt_number - 1, 30))
         backoff = self._rng.uniform(0, ceiling)
         failure = state.outcome.exception() if state.outcome else None
         if isinstance(failure, _Retryable) and failure.retry_after is not None:

@@ -2,8 +2,8 @@
 
 Writes are debounced: a burst of changes costs one write ``delay`` seconds after the
 first of them, and the last state is flushed on shutdown. The snapshot is taken on
-the event loop (so it is consistent) and written from a worker thread to a temporary
-file in the same directory, then renamed over the target, so a crash mid-write
+the event loop (so it is consistent), then encoded and written from a worker thread to
+a temporary file in the same directory, then renamed over the target, so a crash mid-write
 leaves the previous file intact.
 """
 
@@ -33,7 +33,8 @@ def read_snapshot(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, data: dict[str, Any]) -> None:
+    text = json.dumps(data, separators=(",", ":"))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -79,9 +80,11 @@ class Persistence:
             if not self._dirty:
                 return
             self._dirty = False
-            text = json.dumps(self._snapshot(), separators=(",", ":"))
+            # The snapshot shares only immutable values with the live data, so the
+            # worker thread may encode it while handlers keep changing the store.
+            snapshot = self._snapshot()
             try:
-                await asyncio.to_thread(write_atomic, self.path, text)
+                await asyncio.to_thread(write_atomic, self.path, snapshot)
             except OSError:
                 self._dirty = True
                 log.exception("could not write mock data to %s", self.path)

@@ -13,6 +13,7 @@ write, so a handler cancelled mid-request can never leave half an update behind.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -130,7 +131,7 @@ class Mailbox:
         return self.address.rpartition("@")[2]
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "domain": self.domain}
+        return {**vars(self), "domain": self.domain}
 
 
 @dataclass
@@ -149,7 +150,8 @@ class DistList:
     members: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "members": list(self.members)}
+        # vars() is a shallow copy, far cheaper than asdict(); only members is mutable.
+        return {**vars(self), "members": list(self.members)}
 
 
 _MAILBOX_FIELDS = ("first_name", "last_name", "display_name")
@@ -375,9 +377,11 @@ class MockStore:
     # --- aliases ----------------------------------------------------------------------
 
     def list_aliases(self, offset: int, limit: int | None, target: str | None) -> tuple[list[Alias], int]:
-        rows = list(self.aliases.values())
-        if target is not None:
-            rows = [self.aliases[i] for i in sorted(self._aliases_of.get(target.lower(), ()))]
+        if target is None:
+            # Ids only grow, so dict order is id order.
+            end = None if limit is None else offset + limit
+            return list(itertools.islice(self.aliases.values(), offset, end)), len(self.aliases)
+        rows = [self.aliases[i] for i in sorted(self._aliases_of.get(target.lower(), ()))]
         end = len(rows) if limit is None else offset + limit
         return rows[offset:end], len(rows)
 
@@ -521,9 +525,9 @@ class MockStore:
         return {
             "version": 1,
             "next_id": self.next_id,
-            "domains": [asdict(d) for d in self.domains.values()],
-            "mailboxes": [asdict(self.mailboxes[i]) for _, i in self._mailbox_order],
-            "aliases": [asdict(a) for a in self.aliases.values()],
+            "domains": [dict(vars(d)) for d in self.domains.values()],
+            "mailboxes": [dict(vars(self.mailboxes[i])) for _, i in self._mailbox_order],
+            "aliases": [dict(vars(a)) for a in self.aliases.values()],
             "lists": [self.lists[a].to_json() for a in self._list_order],
         }
 

@@ -10,12 +10,12 @@ import structlog
 from aiohttp import web
 
 from adapters.base import Adapter
-from gateway.config import Settings
+from gateway.config import DEFAULT_TENANT, Settings
 from gateway.http.handlers import ScimHandlers
 from gateway.http.middleware import REGISTRY_KEY, bearer_auth, request_context
 from gateway.scim.errors import ScimError
 from gateway.store.base import StateStore
-from gateway.tenants import TenantRegistry, build_tenant, hash_token
+from gateway.tenants import TenantRegistry, build_tenant
 from gateway.wiring import make_adapter, make_store
 
 STORE_KEY: web.AppKey[StateStore] = web.AppKey("store", StateStore)
@@ -100,21 +100,26 @@ async def sweep_journal(registry: TenantRegistry, interval: float) -> None:
 
 def create_app(settings: Settings, *, adapter: Adapter | None = None, store: StateStore | None = None
                ) -> web.Application:
-    """The gateway for one default tenant described by ``settings`` (quick-start mode)."""
-    if settings.token is None:
-        raise ValueError("SCIM_GATEWAY_TOKEN is not set: the gateway needs a bearer token for Entra")
+    """The gateway for every tenant in ``settings``.
+
+    ``adapter`` replaces the backend of the only tenant (or of the quick-start tenant): for tests.
+    """
+    tenants = settings.effective_tenants()
     app = web.Application(middlewares=[request_context, bearer_auth], client_max_size=settings.max_body_bytes)
     store = store or make_store(settings.state)
-    adapter = adapter or make_adapter(settings)
     registry = TenantRegistry()
-    registry.add(
-        build_tenant("default", adapter, store, concurrency=settings.backend_concurrency,
-                     queue_timeout=settings.backend_queue_timeout, max_page_size=settings.max_page_size),
-        [hash_token(settings.token.get_secret_value())],
-    )
+    adapters: list[Adapter] = []
+    for name, tenant_settings in tenants.items():
+        injected = adapter is not None and (len(tenants) == 1 or name == DEFAULT_TENANT)
+        tenant_adapter = adapter if injected and adapter is not None else make_adapter(tenant_settings.backend)
+        adapters.append(tenant_adapter)
+        registry.add(
+            build_tenant(name, tenant_settings, tenant_adapter, store, max_page_size=settings.max_page_size),
+            tenant_settings.token_hashes,
+        )
     app[REGISTRY_KEY] = registry
     app[STORE_KEY] = store
-    app[ADAPTERS_KEY] = [adapter]
+    app[ADAPTERS_KEY] = adapters
     handlers = ScimHandlers(max_page_size=settings.max_page_size, max_operations=settings.max_patch_operations,
                             max_body_bytes=settings.max_body_bytes)
     add_routes(app, handlers)

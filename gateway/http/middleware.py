@@ -82,4 +82,6 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     if tenant is None:
         raise ScimError(401, "The bearer token is not valid for this gateway.")
     request[TENANT_KEY] = tenant
+    if tenant.rate_limiter is not None:
+        tenant.rate_limiter.acquire()
     return await handler(request)

@@ -71,6 +71,8 @@ class TenantContext:
     store: StateStore
     guard: BackendGuard
     max_page_size: int
+    domains: frozenset[str] = frozenset()
+    """Mail domains the tenant may provision; empty allows any."""
 
 
 class ResourceServiceBase(Generic[RecordT]):

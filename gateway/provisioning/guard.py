@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
@@ -72,3 +73,25 @@ class BackendGuard:
                 raise transient_error(exc) from exc
             except Rejected as exc:
                 raise rejected_error(exc) from exc
+
+
+class RateLimiter:
+    """Token bucket: ``rate`` requests per second, bursts of ``burst``."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate * 2)
+        self._tokens = self.capacity
+        self._stamp = time.monotonic()
+
+    def acquire(self) -> None:
+        """Take one token or raise 429 with the wait until one is free."""
+        now = time.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return
+        wait = (1.0 - self._tokens) / self.rate
+        raise ScimError(429, f"This tenant's request rate limit ({self.rate:g}/s) is exceeded; retry later.",
+                        retry_after=wait)

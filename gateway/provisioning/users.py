@@ -92,8 +92,22 @@ class UserService(ResourceServiceBase[UserRecord]):
         stored, record = await self._load(id)
         return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
 
+    def _check_domain(self, user_name: str) -> None:
+        domains = self.ctx.domains
+        if not domains:
+            return
+        _, at, domain = user_name.rpartition("@")
+        if not at or domain.lower() not in domains:
+            raise ScimError(
+                400,
+                f"userName '{user_name}' is not an address in this tenant's mail domains ({', '.join(sorted(domains))})"
+                "; provision only users of those domains, or add the domain to the tenant's configuration.",
+                "invalidValue",
+            )
+
     def _normalize(self, body: Any) -> Resource:
         resource = normalize_resource(body, self.rt)
+        self._check_domain(resource["userName"])
         if "password" in resource and "password" not in self.ownership.paths:
             # Never kept by the gateway: a platform that cannot take a password does not get one.
             del resource["password"]
@@ -168,6 +182,8 @@ class UserService(ResourceServiceBase[UserRecord]):
             new = apply_patch(current, ops, self.rt)
             if "password" in new and "password" not in self.ownership.paths:
                 del new["password"]
+            if isinstance(new.get("userName"), str):
+                self._check_domain(new["userName"])
             return await self._write(stored, record, new, base_url, projection)
 
     async def _write(

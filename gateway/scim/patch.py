@@ -424,16 +424,16 @@ def _apply_complex(container: dict[str, Any], op: PatchOperation, target: _Targe
         container.pop(name, None)
         return
     value = coerce_attribute(attr, op.value, target.where)
-    if value is None or attr is MANAGER or not isinstance(current, dict):
+    if attr is MANAGER or not isinstance(op.value, dict):
         _set(container, name, value)
         return
-    # RFC 7644 §3.5.2.1/3: sub-attributes not in the value are left unchanged; an
-    # explicit null clears one.
-    merged = dict(current)
-    for key, item in op.value.items():
+    # RFC 7644 §3.5.2.1/3: sub-attributes not in the value are left unchanged; a null or
+    # "" one is cleared.
+    merged = dict(current) if isinstance(current, dict) else {}
+    for key in op.value:
         sub_attr = attr.sub(key) if isinstance(key, str) else None
         if sub_attr is not None:
-            merged[sub_attr.name] = value.get(sub_attr.name) if item is not None else None
+            merged[sub_attr.name] = (value or {}).get(sub_attr.name)
     container[name] = merged
 
 
@@ -452,8 +452,8 @@ def _apply_multi(container: dict[str, Any], op: PatchOperation, target: _Target,
     matched = [i for i, e in enumerate(elements) if isinstance(e, dict) and (match is None or match(e))]
     sub = target.sub
     value: Any = None
-    if op.op != "remove" and op.value is not None:
-        value = strip_empty(coerce_single(sub or attr, op.value, target.where))
+    if op.op != "remove" and op.value is not None and op.value != "":
+        value = coerce_single(sub or attr, op.value, target.where)
     if is_empty(value):
         # Remove, or add/replace with null / "": clear what the path selects.
         chosen = set(matched)
@@ -507,7 +507,7 @@ def _element_for(
 
 
 def _add_or_replace_all(elements: list[Any], op: PatchOperation, attr: Attribute, where: str) -> list[Any]:
-    items = strip_empty(coerce_attribute(attr, op.value, where)) or []
+    items = coerce_attribute(attr, op.value, where) or []
     if op.op == "replace":
         return cast(list[Any], items)
     if attr is MEMBERS:

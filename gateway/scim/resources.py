@@ -133,10 +133,11 @@ def coerce_attribute(attr: Attribute, value: Any, where: str) -> Any:
     """Check and convert a whole client value for ``attr``; None means "absent".
 
     Multi-valued attributes yield a list (a lone object is taken as a one-element list),
-    complex ones a dict with canonical sub-attribute names. Raises 400 invalidValue
-    naming ``where`` when the value has the wrong type.
+    complex ones a dict with canonical sub-attribute names. Null, "", [] and {} at any
+    depth are dropped, so the result holds no empty values (SCIM_Null_Update_Test sets ""
+    to clear). Raises 400 invalidValue naming ``where`` when the value has the wrong type.
     """
-    if value is None:
+    if value is None or value == "":
         return None
     if attr is MANAGER:
         return coerce_manager(value, where)
@@ -145,9 +146,12 @@ def coerce_attribute(attr: Attribute, value: Any, where: str) -> Any:
             value = [value]
         elif not isinstance(value, list):
             raise invalid_value(f"Attribute '{where}' must be a list; got {show(value)}")
-        out = [coerce_single(attr, item, f"{where}[{i}]") for i, item in enumerate(value) if item is not None]
-        return dedupe_members(out) if attr is MEMBERS else out
-    return coerce_single(attr, value, where)
+        out = [coerce_single(attr, item, f"{where}[{i}]") for i, item in enumerate(value)
+               if item is not None and item != ""]
+        out = [item for item in out if not is_empty(item)]
+        return (dedupe_members(out) if attr is MEMBERS else out) or None
+    result = coerce_single(attr, value, where)
+    return None if is_empty(result) else result
 
 
 def coerce_single(attr: Attribute, value: Any, where: str) -> Any:
@@ -188,14 +192,14 @@ def _coerce_complex(attr: Attribute, value: Any, where: str) -> dict[str, Any]:
         raise invalid_value(f"Attribute '{where}' must be an object; got {show(value)}")
     out: dict[str, Any] = {}
     for key, item in value.items():
-        if item is None:
-            continue
-        sub = attr.sub(key)
+        sub = attr.sub(key) if isinstance(key, str) else None
         if sub is None:
             # Unknown sub-attributes are dropped like unknown attributes: the client's
             # schema may be richer than ours and that is not an error.
             continue
-        out[sub.name] = coerce_single(sub, item, f"{where}.{sub.name}")
+        coerced = coerce_attribute(sub, item, f"{where}.{sub.name}")
+        if coerced is not None:
+            out[sub.name] = coerced
     if attr is MEMBERS:
         member = out.get("value")
         if not isinstance(member, str) or not member:
@@ -260,14 +264,11 @@ def normalize_resource(body: Any, rt: ResourceType) -> dict[str, Any]:
     for key, value in body.items():
         if value is None or not isinstance(key, str):
             continue
-        if key.lower().startswith("urn:"):
+        if key[:4].lower() == "urn:":
             _put_urn_key(out, key, value, rt)
         else:
-            attr, dot, sub = key.partition(".")
-            resolved = rt.resolve(attr, sub if dot else None)
-            if resolved is not None:
-                _put(out, resolved, value, rt)
-    result: dict[str, Any] = strip_empty(out)
+            _put(out, _resolve_key(rt, key, None), value, rt)
+    result = {key: value for key, value in out.items() if value != {}}
     check_required(result, rt)
     return result
 
@@ -297,20 +298,13 @@ def _put_urn_key(out: dict[str, Any], key: str, value: Any, rt: ResourceType) ->
         _put_custom(out, key, value, rt)
         return
     if rest:
-        attr, dot, sub = rest.partition(".")
-        resolved = rt.resolve(attr, sub if dot else None, urn)
-        if resolved is not None:
-            _put(out, resolved, value, rt)
+        _put(out, _resolve_key(rt, rest, urn), value, rt)
         return
     if not isinstance(value, dict):
         raise invalid_value(f"Attribute '{urn}' must be an object holding that schema's attributes")
     for inner_key, inner_value in value.items():
-        if inner_value is None or not isinstance(inner_key, str):
-            continue
-        attr, dot, sub = inner_key.partition(".")
-        resolved = rt.resolve(attr, sub if dot else None, urn)
-        if resolved is not None:
-            _put(out, resolved, inner_value, rt)
+        if inner_value is not None and isinstance(inner_key, str):
+            _put(out, _resolve_key(rt, inner_key, urn), inner_value, rt)
 
 
 def _put_custom(out: dict[str, Any], key: str, value: Any, rt: ResourceType) -> None:
@@ -327,26 +321,49 @@ def _put_custom(out: dict[str, Any], key: str, value: Any, rt: ResourceType) -> 
     urn = find_key(out, urn)
     container = out.setdefault(urn, {})
     for name, item in values.items():
-        if item is not None:
+        item = strip_empty(item)
+        if not is_empty(item):
             container[find_key(container, name)] = item
 
 
-def _put(out: dict[str, Any], resolved: ResolvedAttribute, value: Any, rt: ResourceType) -> None:
+_Key = tuple[ResolvedAttribute, str] | None
+_key_cache: dict[tuple[int, str | None, str], tuple[ResourceType, _Key]] = {}
+
+
+def _resolve_key(rt: ResourceType, key: str, urn: str | None) -> _Key:
+    """(resolution, canonical dotted name) of a body key such as ``name`` or ``name.givenName``."""
+    cache_key = (id(rt), urn, key)
+    hit = _key_cache.get(cache_key)
+    if hit is not None and hit[0] is rt:
+        return hit[1]
+    attr, dot, sub = key.partition(".")
+    resolved = rt.resolve(attr, sub if dot else None, urn)
+    found = None if resolved is None else (resolved, resolved.dotted)
+    if len(_key_cache) >= 4096:
+        _key_cache.clear()
+    _key_cache[cache_key] = (rt, found)
+    return found
+
+
+def _put(out: dict[str, Any], key: _Key, value: Any, rt: ResourceType) -> None:
+    if key is None:
+        return
+    resolved, where = key
     attr = resolved.attribute
     if attr.mutability == "readOnly":
         return
-    where = resolved.dotted
     container = out if resolved.schema in ("", rt.schema.id) else out.setdefault(resolved.schema, {})
     sub = resolved.sub_attribute
+    coerced = coerce_attribute(sub or attr, value, where)
+    if coerced is None:
+        return
     if sub is None:
-        coerced = coerce_attribute(attr, value, where)
         current = container.get(attr.name)
         if isinstance(coerced, dict) and isinstance(current, dict) and attr is not MANAGER:
             current.update(coerced)
         else:
             container[attr.name] = coerced
         return
-    coerced = coerce_attribute(sub, value, where)
     if attr.multi_valued:
         # ``emails.value`` outside PATCH has no element to address; take it as one element.
         container[attr.name] = [{sub.name: coerced}]

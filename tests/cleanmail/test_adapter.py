@@ -158,6 +158,18 @@ async def test_ambiguous_create_then_read_back(adapter_factory: AdapterFactory) 
     assert server.stats.calls["POST /api/v1/mailboxes"] == 1
 
 
+async def test_ambiguous_group_create_is_resolved_by_address(adapter_factory: AdapterFactory) -> None:
+    adapter, server = await adapter_factory()
+    server.faults.configure(FaultConfig(error_after_commit_rate=1.0, methods=("POST",)))
+    group = await adapter.create_group({"displayName": "Team"}, [])
+    assert group.key == f"team@{DOMAIN}" and group.attributes == {"displayName": "Team"}
+    server.faults.configure(FaultConfig(error_rate=1.0, methods=("POST",)))
+    with pytest.raises(Transient) as lost:
+        await adapter.create_group({"displayName": "Other"}, [])
+    assert lost.value.ambiguous
+    assert server.stats.calls["POST /api/v1/lists"] == 2
+
+
 @pytest.mark.parametrize("quirks", [LEGACY, MODERN], ids=["legacy", "modern"])
 async def test_find_users(adapter_factory: AdapterFactory, quirks: MockQuirks) -> None:
     adapter, server = await adapter_factory(quirks)

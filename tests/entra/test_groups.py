@@ -188,7 +188,7 @@ async def test_e17_filter_group_by_external_id(scim: Client) -> None:
 
 async def test_e18_replace_display_name_is_204(scim: Client) -> None:
     group = await create_group(scim, E15_CREATE)
-    after = await patch_group(scim, group["id"], E18_RENAME)
+    after = await patch_group(scim, group["id"], E18_RENAME, expect=204)
     new_name = "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName"
     assert after["displayName"] == new_name
     assert (await find_one(scim, "Groups", f'displayName eq "{new_name}"'))["id"] == group["id"]
@@ -201,7 +201,7 @@ async def test_e18_replace_display_name_is_204(scim: Client) -> None:
 async def test_e19_add_member_with_null_ref(scim: Client) -> None:
     [uid] = await _users(scim, 1)
     group = await create_group(scim, E15_CREATE)
-    after = await patch_group(scim, group["id"], E19_ADD_MEMBERS.replace("f648f8d5ea4e4cd38e9c", uid))
+    after = await patch_group(scim, group["id"], E19_ADD_MEMBERS.replace("f648f8d5ea4e4cd38e9c", uid), expect=204)
     assert member_ids(after) == [uid]
 
 
@@ -222,20 +222,20 @@ async def test_e19_adding_an_existing_member_is_idempotent(scim: Client) -> None
 
 
 async def test_e19_nested_group_id_as_member_value(scim: Client) -> None:
-    # The reference only says such a value can arrive; a list that cannot nest may refuse it,
-    # but then with an actionable 400 and without half-applying the operation.
+    # The reference only says such a value can arrive. A list that cannot nest may keep it, skip
+    # it while still adding the mailboxes, or refuse the whole operation with an actionable 400.
     [uid] = await _users(scim, 1)
     outer = await create_group(scim, E15_CREATE)
     inner = await create_group(scim, minimal_group("inner list"))
     reply = await call(scim, "PATCH", f"{BASE}/Groups/{outer['id']}", patch_body({
         "op": "Add", "path": "members", "value": [{"$ref": None, "value": inner["id"]}, {"$ref": None, "value": uid}],
-    }), expect=(204, 400))
+    }), expect=(200, 204, 400))
     after = await get_group(scim, outer["id"])
-    if reply.status == 204:
-        assert member_ids(after) == sorted([inner["id"], uid])
-    else:
+    if reply.status == 400:
         assert_error(reply, 400, "invalidValue")
         assert member_ids(after) == []
+    else:
+        assert member_ids(after) in ([uid], sorted([inner["id"], uid]))
 
 
 # E20 --------------------------------------------------------------------------------------------
@@ -244,7 +244,9 @@ async def test_e19_nested_group_id_as_member_value(scim: Client) -> None:
 async def test_e20_remove_members_by_value_array_removes_only_those(scim: Client) -> None:
     a, b, c = await _users(scim, 3)
     group = await _group_with_members(scim, [a, b, c])
-    after = await patch_group(scim, group["id"], E20_REMOVE_MEMBERS.replace("f648f8d5ea4e4cd38e9c", b))
+    after = await patch_group(
+        scim, group["id"], E20_REMOVE_MEMBERS.replace("f648f8d5ea4e4cd38e9c", b), expect=204
+    )
     assert member_ids(after) == sorted([a, c])
 
 
@@ -259,7 +261,7 @@ async def test_e20_remove_member_by_value_filter(scim: Client) -> None:
     a, b = await _users(scim, 2)
     group = await _group_with_members(scim, [a, b])
     after = await patch_group(
-        scim, group["id"], E20_REMOVE_FILTER.replace("7f4bc1a3-285e-48ae-8202-5accb43efb0e", a)
+        scim, group["id"], E20_REMOVE_FILTER.replace("7f4bc1a3-285e-48ae-8202-5accb43efb0e", a), expect=204
     )
     assert member_ids(after) == [b]
 

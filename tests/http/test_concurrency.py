@@ -56,7 +56,7 @@ async def test_concurrent_member_adds_are_all_kept(scim: Client) -> None:
              patch_body({"op": "Add", "path": "members", "value": [{"$ref": None, "value": u["id"]}]}))
         for u in users
     ))
-    assert [r.status for r in replies] == [204] * 20
+    assert all(r.status in (200, 204) for r in replies), [r.status for r in replies]
     assert member_ids(await get_group(scim, group["id"])) == sorted(u["id"] for u in users)
 
 
@@ -106,6 +106,6 @@ async def test_concurrent_delete_and_member_add(scim: Client) -> None:
              patch_body({"op": "Add", "path": "members", "value": [{"value": user["id"]}]})),
     )
     assert delete.status == 204
-    assert add.status in (204, 400, 404), add.text
+    assert add.status in (200, 204, 400, 404), add.text
     # Whatever the interleaving, no group may keep pointing at a deleted mailbox.
     assert member_ids(await get_group(scim, group["id"])) == []

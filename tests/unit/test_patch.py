@@ -673,7 +673,7 @@ def test_validator_replace_attributes_verbose() -> None:
     ([], "invalidSyntax"),
     ({"schemas": PATCH_OP}, "invalidSyntax"),
     ({"Operations": {"op": "add"}}, "invalidSyntax"),
-    (ops("replace"), "invalidSyntax"),
+    ({"Operations": ["replace"]}, "invalidSyntax"),
     (ops({"op": "update", "path": "title", "value": "x"}), "invalidSyntax"),
     (ops({"op": 1, "path": "title", "value": "x"}), "invalidSyntax"),
     (ops({"path": "title", "value": "x"}), "invalidSyntax"),

@@ -168,11 +168,16 @@ def test_active_accepts_booleans_and_their_strings(sent: Any, stored: bool) -> N
     assert result["active"] is stored
 
 
-@pytest.mark.parametrize("sent", ["yes", "1", "", 1, 0, [True], {"value": True}])
+@pytest.mark.parametrize("sent", ["yes", "1", " ", 1, 0, [True], {"value": True}])
 def test_active_rejects_other_values(sent: Any) -> None:
     err = error_of({"userName": "a@x", "active": sent})
     assert err.scim_type == "invalidValue"
     assert "active" in err.detail
+
+
+def test_empty_string_means_absent_for_every_type() -> None:
+    assert user({"userName": "a@x", "active": "", "emails": [{"value": "a@x", "primary": ""}, ""]}) == {
+        "userName": "a@x", "emails": [{"value": "a@x"}]}
 
 
 def test_primary_string_boolean_in_elements() -> None:
