@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -12,7 +13,8 @@ from aiohttp import web
 from adapters.base import Adapter
 from gateway.config import DEFAULT_TENANT, Settings
 from gateway.http.handlers import ScimHandlers
-from gateway.http.middleware import REGISTRY_KEY, bearer_auth, request_context
+from gateway.http.middleware import IDEMPOTENCY_KEY, REGISTRY_KEY, bearer_auth, idempotency, request_context
+from gateway.provisioning.idempotency import IdempotencyKeys
 from gateway.scim.errors import ScimError
 from gateway.store.base import StateStore
 from gateway.tenants import TenantRegistry, build_tenant
@@ -79,7 +81,7 @@ async def not_found(request: web.Request) -> web.Response:
     raise ScimError(404, "No such endpoint. The SCIM base URL is /scim/v2 (e.g. /scim/v2/Users).")
 
 
-async def sweep_journal(registry: TenantRegistry, interval: float) -> None:
+async def sweep_journal(registry: TenantRegistry, store: StateStore, interval: float) -> None:
     """Settle writes interrupted by a crash (or a lost backend answer) that nobody touched since.
 
     Only entries older than ``interval`` are settled, so a write still in flight in this or
@@ -95,6 +97,10 @@ async def sweep_journal(registry: TenantRegistry, interval: float) -> None:
                     continue
                 if settled:
                     log.info("journal sweep settled writes", tenant=tenant.id, count=settled)
+        try:
+            await store.idempotency_purge(time.time())
+        except Exception as exc:
+            log.warning("idempotency purge failed", error=str(exc))
         await asyncio.sleep(interval)
 
 
@@ -105,7 +111,8 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
     ``adapter`` replaces the backend of the only tenant (or of the quick-start tenant): for tests.
     """
     tenants = settings.effective_tenants()
-    app = web.Application(middlewares=[request_context, bearer_auth], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[request_context, bearer_auth, idempotency],
+                          client_max_size=settings.max_body_bytes)
     store = store or make_store(settings.state)
     registry = TenantRegistry()
     adapters: list[Adapter] = []
@@ -118,6 +125,7 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
             tenant_settings.token_hashes,
         )
     app[REGISTRY_KEY] = registry
+    app[IDEMPOTENCY_KEY] = IdempotencyKeys(store, settings.idempotency_ttl)
     app[STORE_KEY] = store
     app[ADAPTERS_KEY] = adapters
     handlers = ScimHandlers(max_page_size=settings.max_page_size, max_operations=settings.max_patch_operations,
@@ -131,7 +139,7 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
         await app[STORE_KEY].open()
         for item in app[ADAPTERS_KEY]:
             await item.start()
-        app[SWEEPER_KEY] = asyncio.create_task(sweep_journal(registry, settings.journal_sweep_interval))
+        app[SWEEPER_KEY] = asyncio.create_task(sweep_journal(registry, app[STORE_KEY], settings.journal_sweep_interval))
 
     async def stop(app: web.Application) -> None:
         sweeper = app.get(SWEEPER_KEY)

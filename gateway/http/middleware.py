@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from gateway.http.render import error_response
+from gateway.provisioning.idempotency import IdempotencyKeys, StoredReply, fingerprint
 from gateway.scim.errors import ScimError
 from gateway.tenants import Tenant, TenantRegistry
 
@@ -18,6 +19,8 @@ log = structlog.get_logger("gateway.http")
 
 SCIM_PREFIX = "/scim/"
 REGISTRY_KEY: web.AppKey[TenantRegistry] = web.AppKey("registry", TenantRegistry)
+IDEMPOTENCY_KEY: web.AppKey[IdempotencyKeys] = web.AppKey("idempotency", IdempotencyKeys)
+_REPLAYED_HEADERS = ("Content-Type", "Location", "ETag")
 TENANT_KEY: web.RequestKey[Tenant] = web.RequestKey("tenant", Tenant)
 
 
@@ -85,3 +88,31 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     if tenant.rate_limiter is not None:
         tenant.rate_limiter.acquire()
     return await handler(request)
+
+
+@web.middleware
+async def idempotency(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Replay the stored response of a POST/PATCH retried with the same Idempotency-Key."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None or request.method not in ("POST", "PATCH") or TENANT_KEY not in request:
+        return await handler(request)
+    body = await request.read()
+
+    async def execute() -> StoredReply:
+        try:
+            response = await handler(request)
+        except ScimError as exc:
+            response = error_response(exc)
+        raw = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
+        headers = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
+        headers.update({h: v for h, v in response.headers.items() if h == "Retry-After"})
+        return StoredReply(response.status, headers, raw)
+
+    tenant = request[TENANT_KEY]
+    reply = await request.app[IDEMPOTENCY_KEY].run(
+        tenant.id, key.strip(), fingerprint(request.method, request.path_qs, body), execute
+    )
+    headers = dict(reply.headers)
+    if reply.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return web.Response(status=reply.status, headers=headers, body=reply.body or None)

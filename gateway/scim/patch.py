@@ -18,23 +18,24 @@ Deliberate departures from RFC-strict behaviour, each one something Entra relies
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from gateway.scim.errors import invalid_path, invalid_syntax, mutability, no_target
 from gateway.scim.filter import parse_path
-from gateway.scim.filter_ast import And, AttrPath, Compare, Filter, Not, Or, Present
+from gateway.scim.filter_ast import AttrPath, Filter
 from gateway.scim.resources import (
     EMAILS,
     MANAGER,
     MEMBERS,
+    ElementTest,
     check_required,
     coerce_attribute,
     coerce_single,
+    compile_element_filter,
     custom_attr_names,
     dedupe_members,
+    element_from_filter,
     find_key,
     is_empty,
     show,
@@ -44,20 +45,12 @@ from gateway.scim.resources import (
 from gateway.scim.schema import Attribute, ResourceType, split_urn
 
 OpName = Literal["add", "remove", "replace"]
-Predicate = Callable[[dict[str, Any]], bool]
 _OPS: dict[str, OpName] = {"add": "add", "remove": "remove", "replace": "replace"}
 _MISSING: Any = object()
 _ROOT = AttrPath("")
 # Sub-attributes that only qualify an element; one left with nothing else is removed.
 _QUALIFIERS = frozenset({"type", "primary"})
 _CACHE_LIMIT = 4096
-_ORDERED: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "ge": operator.ge, "lt": operator.lt,
-    "le": operator.le,
-}
-_SUBSTRING: dict[str, Callable[[str, str], bool]] = {
-    "co": lambda value, literal: literal in value, "sw": str.startswith, "ew": str.endswith,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +82,7 @@ class _Target:
     sub: Attribute | None = None
     sub_name: str | None = None
     value_filter: Filter | None = None
-    match: Predicate | None = field(default=None, compare=False)
+    match: ElementTest | None = field(default=None, compare=False)
 
 
 _path_cache: dict[tuple[int, str], tuple[ResourceType, AttrPath]] = {}
@@ -155,12 +148,8 @@ def _resolve_uncached(path: AttrPath, rt: ResourceType) -> _Target:
     urn = path.urn
     known_urn = urn is None or urn.lower() == rt.schema.id.lower() or rt.extension(urn) is not None
     if not path.attr:
-        if urn is None:
-            return _Target("schema", None, "", "")
-        if not known_urn:
-            return _Target("schema", urn, "", urn)
-        ext = rt.extension(urn)
-        return _Target("schema", ext.id if ext else None, "", urn)
+        ext = rt.extension(urn) if urn else None
+        return _Target("schema", ext.id if ext else (None if known_urn else urn), "", urn or "")
     if not known_urn:
         assert urn is not None
         if path.value_filter is not None:
@@ -177,7 +166,7 @@ def _resolve_uncached(path: AttrPath, rt: ResourceType) -> _Target:
     if path.value_filter is not None:
         if attr.type != "complex":
             raise invalid_path(f"Invalid attribute path: '{attr.name}' has no sub-attributes to filter on")
-        match = _compile(path.value_filter, attr)
+        match = compile_element_filter(path.value_filter, attr)
     sub = resolved.sub_attribute
     return _Target("attr", container, attr.name, resolved.dotted, attr, sub, sub.name if sub else None,
                    path.value_filter, match)
@@ -333,23 +322,17 @@ def apply_patch(resource: dict[str, Any], ops: list[PatchOperation], rt: Resourc
     """
     state = _State(resource)
     for op in ops:
-        if op.path is None:
-            expanded: list[PatchOperation] = []
-            _expand(op.op, _ROOT, op.value, rt, expanded)
-            for item in expanded:
-                _apply_one(state, item, rt)
-        else:
-            _apply_one(state, op, rt)
+        _apply_one(state, op, rt)
     return state.finish(rt)
 
 
 def _apply_one(state: _State, op: PatchOperation, rt: ResourceType) -> None:
-    assert op.path is not None
-    target = _resolve(op.path, rt)
+    path = op.path or _ROOT
+    target = _resolve(path, rt)
     if target.kind == "schema":
         if op.op != "remove":
             expanded: list[PatchOperation] = []
-            _expand(op.op, op.path, op.value, rt, expanded)
+            _expand(op.op, path, op.value, rt, expanded)
             for item in expanded:
                 _apply_one(state, item, rt)
         elif target.container is None:
@@ -492,7 +475,7 @@ def _element_for(
             raise no_target(f"No element of '{target.where}' to modify")
         seed: dict[str, Any] | None = {}
     else:
-        seed = _element_from_filter(target.value_filter, attr)
+        seed = element_from_filter(target.value_filter, attr)
     if seed is None:
         raise no_target(f"No value of '{target.name}' matches the filter of '{target.where}', "
                         "and no value can be created from it")
@@ -548,72 +531,3 @@ def _demote_primaries(elements: list[Any], keep: set[int]) -> None:
     for i, element in enumerate(elements):
         if i not in keep and isinstance(element, dict) and element.get("primary") is True:
             elements[i] = {**element, "primary": False}
-
-
-# --------------------------------------------------------------------------- value filters
-
-
-def _compile(f: Filter, attr: Attribute) -> Predicate:
-    """A test of one element of ``attr`` against value filter ``f``, compiled once per path.
-
-    Raises 400 invalidPath unless every attribute in ``f`` is a sub-attribute of ``attr``.
-    """
-    if isinstance(f, And | Or):
-        left, right = _compile(f.left, attr), _compile(f.right, attr)
-        if isinstance(f, And):
-            return lambda e: left(e) and right(e)
-        return lambda e: left(e) or right(e)
-    if isinstance(f, Not):
-        inner = _compile(f.expr, attr)
-        return lambda e: not inner(e)
-    if not isinstance(f, Compare | Present):
-        raise invalid_path(f"Invalid filter on '{attr.name}': value filters cannot be nested")
-    p = f.path
-    sub = attr.sub(p.attr) if p.urn is None and p.sub_attr is None and p.value_filter is None else None
-    if sub is None:
-        raise invalid_path(f"Invalid filter on '{attr.name}': '{p.attr}' is not one of its sub-attributes")
-    name = sub.name
-    if isinstance(f, Present):
-        return lambda e: not is_empty(e.get(name))
-    op, literal, exact = f.op, f.value, sub.case_exact
-    if sub.type == "boolean" and isinstance(literal, str) and literal.lower() in ("true", "false"):
-        # ``roles[primary eq "True"]``: Entra quotes booleans in filters too.
-        literal = literal.lower() == "true"
-    if op == "eq" and isinstance(literal, str) and not exact:
-        folded = literal.lower()
-
-        def equals(e: dict[str, Any]) -> bool:
-            actual = e.get(name)
-            return isinstance(actual, str) and actual.lower() == folded
-
-        return equals
-    return lambda e: _compare(e.get(name), op, literal, exact)
-
-
-def _compare(actual: Any, op: str, literal: Any, case_exact: bool) -> bool:
-    if actual is None or literal is None:
-        # As in resource filters (gateway.scim.filter): an absent value matches nothing, ``ne`` included.
-        return False
-    if isinstance(actual, str) and isinstance(literal, str):
-        if not case_exact:
-            actual, literal = actual.lower(), literal.lower()
-        return bool((_ORDERED.get(op) or _SUBSTRING[op])(actual, literal))
-    if isinstance(actual, bool) or isinstance(literal, bool):
-        return type(actual) is type(literal) and op in ("eq", "ne") and bool(_ORDERED[op](actual, literal))
-    numbers = all(isinstance(v, int | float) for v in (actual, literal))
-    return numbers and op in _ORDERED and bool(_ORDERED[op](actual, literal))
-
-
-def _element_from_filter(f: Filter, attr: Attribute) -> dict[str, Any] | None:
-    """The element a filter of ``eq`` terms joined by ``and`` describes; None for any other filter."""
-    if isinstance(f, Compare) and f.op == "eq" and f.value is not None:
-        sub = attr.sub(f.path.attr)
-        assert sub is not None
-        return {sub.name: coerce_single(sub, f.value, f"{attr.name}.{sub.name}")}
-    if isinstance(f, And):
-        left = _element_from_filter(f.left, attr)
-        right = _element_from_filter(f.right, attr)
-        if left is None or right is None:
-            return None
-        return {**left, **right}
-    return None

@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from gateway.store.base import DuplicateKey, StateStore, StoredResource
+from gateway.store.base import DuplicateKey, IdempotencyRecord, JournalEntry, StateStore, StoredResource
 from gateway.store.memory import MemoryStore
+from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
+from tests.pg_support import POSTGRES_DSN, fresh_schema
+
+# How long a blocked lock must stay blocked to count as "waits": long enough for a PostgreSQL
+# round trip on a loaded CI box, short enough to keep the suite quick.
+BLOCKED_FOR = 0.3
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
-    impl: StateStore = MemoryStore() if request.param == "memory" else SqliteStore(str(tmp_path / "state.db"))
-    await impl.open()
-    yield impl
-    await impl.close()
+    async with contextlib.AsyncExitStack() as stack:
+        impl: StateStore
+        if request.param == "memory":
+            impl = MemoryStore()
+        elif request.param == "sqlite":
+            impl = SqliteStore(str(tmp_path / "state.db"))
+        else:
+            # A schema of its own per test: no test sees another's rows, locks or migrations.
+            schema = await stack.enter_async_context(fresh_schema(POSTGRES_DSN))
+            impl = PostgresStore(POSTGRES_DSN, schema=schema, max_size=4)
+        await impl.open()
+        stack.push_async_callback(impl.close)
+        yield impl
 
 
 def _res(id: str, key: str, **shadow: object) -> StoredResource:
@@ -119,3 +136,212 @@ async def test_sqlite_persists_across_reopen(tmp_path: Path) -> None:
     got = await second.get("t1", "User", "id-1")
     await second.close()
     assert got is not None and got.shadow == {"externalId": "e"}
+
+
+# --- lock() -------------------------------------------------------------------------
+
+
+async def _acquired_within(store: StateStore, tenant: str, name: str, timeout: float,
+                           release: asyncio.Event) -> asyncio.Task[None] | None:
+    """Start a task that takes the lock and holds it until ``release``; the task once it holds
+    the lock within ``timeout``, else None (the task is left waiting)."""
+    held = asyncio.Event()
+
+    async def take() -> None:
+        async with store.lock(tenant, name):
+            held.set()
+            await release.wait()
+
+    task = asyncio.create_task(take())
+    try:
+        await asyncio.wait_for(held.wait(), timeout)
+    except TimeoutError:
+        return None
+    finally:
+        if task.done():
+            task.result()  # surface an error raised while taking the lock
+    return task
+
+
+async def _finish(*tasks: asyncio.Task[None] | None) -> None:
+    for task in tasks:
+        if task is not None:
+            await asyncio.wait_for(task, 5)
+
+
+async def test_lock_excludes_a_second_holder_until_released(store: StateStore) -> None:
+    release_first, release_second = asyncio.Event(), asyncio.Event()
+    first = await _acquired_within(store, "t1", "User/name/a", 5, release_first)
+    assert first is not None
+    held = asyncio.Event()
+    order: list[str] = []
+
+    async def second() -> None:
+        async with store.lock("t1", "User/name/a"):
+            order.append("second")
+            held.set()
+            await release_second.wait()
+
+    waiter = asyncio.create_task(second())
+    await asyncio.sleep(BLOCKED_FOR)
+    assert not held.is_set(), "a second holder got the lock while the first still held it"
+    order.append("first released")
+    release_first.set()
+    await asyncio.wait_for(held.wait(), 5)
+    release_second.set()
+    await _finish(first, waiter)
+    assert order == ["first released", "second"]
+
+
+async def test_lock_names_and_tenants_are_independent(store: StateStore) -> None:
+    release = asyncio.Event()
+    held = await _acquired_within(store, "t1", "Group/id/g1", 5, release)
+    other_name = await _acquired_within(store, "t1", "Group/id/g2", 5, release)
+    other_tenant = await _acquired_within(store, "t2", "Group/id/g1", 5, release)
+    release.set()
+    await _finish(held, other_name, other_tenant)
+    assert other_name is not None and other_tenant is not None
+
+
+async def test_lock_is_released_when_the_body_raises(store: StateStore) -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        async with store.lock("t1", "User/id/x"):
+            raise RuntimeError("boom")
+    release = asyncio.Event()
+    release.set()
+    again = await _acquired_within(store, "t1", "User/id/x", 5, release)
+    await _finish(again)
+    assert again is not None
+
+
+async def test_lock_survives_cancelled_holders_and_waiters(store: StateStore) -> None:
+    never = asyncio.Event()
+    holder = await _acquired_within(store, "t1", "User/id/c", 5, never)
+    assert holder is not None
+    waiter = await _acquired_within(store, "t1", "User/id/c", BLOCKED_FOR, never)
+    assert waiter is None
+    # The task _acquired_within left waiting is the newest one; cancel it, then the holder.
+    waiting = [t for t in asyncio.all_tasks() if t is not holder and t is not asyncio.current_task()
+               and not t.done() and t.get_coro().__qualname__.endswith("take")]  # type: ignore[union-attr]
+    assert len(waiting) == 1
+    for task in (waiting[0], holder):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+    release = asyncio.Event()
+    release.set()
+    after = await _acquired_within(store, "t1", "User/id/c", 5, release)
+    await _finish(after)
+    assert after is not None, "the lock stayed taken after its holder and its waiter were cancelled"
+
+
+async def test_lock_serialises_many_tasks(store: StateStore) -> None:
+    inside = 0
+    most = 0
+
+    async def worker() -> None:
+        nonlocal inside, most
+        async with store.lock("t1", "Group/id/crowd"):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.005)
+            inside -= 1
+
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(20))), 20)
+    assert most == 1
+
+
+# --- Idempotency-Key records ----------------------------------------------------------
+
+
+def _record(key: str, expires: float, body: bytes = b'{"id":"1"}', status: int = 201) -> IdempotencyRecord:
+    return IdempotencyRecord(key=key, fingerprint=f"fp-{key}", status=status,
+                             headers={"Location": "/scim/v2/Users/1", "ETag": 'W/"1"'}, body=body, expires=expires)
+
+
+async def test_idempotency_round_trip(store: StateStore) -> None:
+    body = b'{"x":"\\u00e9\\u0000"}\x00\xff'  # arbitrary bytes must come back unchanged
+    await store.idempotency_put("t1", _record("k1", 1000.0, body))
+    got = await store.idempotency_get("t1", "k1", 999.0)
+    assert got == _record("k1", 1000.0, body)
+    assert isinstance(got.body, bytes)
+    assert await store.idempotency_get("t1", "missing", 999.0) is None
+    assert await store.idempotency_get("t2", "k1", 999.0) is None
+
+
+async def test_idempotency_record_expires(store: StateStore) -> None:
+    await store.idempotency_put("t1", _record("k1", 1000.0))
+    assert await store.idempotency_get("t1", "k1", 999.999) is not None
+    # "expires" is the first instant the key may be reused.
+    assert await store.idempotency_get("t1", "k1", 1000.0) is None
+    assert await store.idempotency_get("t1", "k1", 5000.0) is None
+
+
+async def test_idempotency_put_replaces(store: StateStore) -> None:
+    await store.idempotency_put("t1", _record("k1", 1000.0, b"old", 201))
+    await store.idempotency_put("t1", _record("k1", 2000.0, b"new", 409))
+    got = await store.idempotency_get("t1", "k1", 1500.0)
+    assert got is not None and (got.body, got.status, got.expires) == (b"new", 409, 2000.0)
+
+
+async def test_idempotency_purge_drops_only_expired(store: StateStore) -> None:
+    await store.idempotency_put("t1", _record("old1", 100.0))
+    await store.idempotency_put("t2", _record("old2", 200.0))
+    await store.idempotency_put("t1", _record("edge", 300.0))
+    await store.idempotency_put("t1", _record("live", 301.0))
+    assert await store.idempotency_purge(300.0) == 3
+    assert await store.idempotency_purge(300.0) == 0
+    assert await store.idempotency_get("t1", "live", 0.0) is not None
+    for tenant, key in (("t1", "old1"), ("t2", "old2"), ("t1", "edge")):
+        assert await store.idempotency_get(tenant, key, 0.0) is None
+
+
+# --- in-flight journal ------------------------------------------------------------------
+
+
+def _entry(n: int, natural_key: str, resource_type: str = "User", op: str = "create") -> JournalEntry:
+    resource = _res(f"id-{n}", natural_key, externalId=f"ext-{n}")
+    resource.resource_type = resource_type
+    return JournalEntry(id=f"entry-{n:02d}", resource_type=resource_type, op=op, natural_key=natural_key,
+                        resource=resource, changes={"userName": natural_key, "name.givenName": "Ann"} if op ==
+                        "update" else {}, created=f"2026-01-01T00:00:{n:02d}.000Z")
+
+
+async def test_journal_round_trip_and_remove(store: StateStore) -> None:
+    entry = _entry(1, "a@x.ch", op="update")
+    await store.journal_add("t1", entry)
+    pending = await store.journal_pending("t1")
+    assert pending == [entry]
+    assert isinstance(pending[0].resource, StoredResource)
+    await store.journal_remove("t1", entry.id)
+    assert await store.journal_pending("t1") == []
+    await store.journal_remove("t1", entry.id)  # idempotent
+
+
+async def test_journal_pending_filters_and_orders(store: StateStore) -> None:
+    entries = [_entry(1, "a@x.ch"), _entry(2, "b@x.ch"), _entry(3, "a@x.ch", op="delete"),
+               _entry(4, "a@x.ch", resource_type="Group")]
+    for entry in entries:
+        await store.journal_add("t1", entry)
+    await store.journal_add("t2", _entry(5, "a@x.ch"))
+    assert [e.id for e in await store.journal_pending("t1")] == ["entry-01", "entry-02", "entry-03", "entry-04"]
+    assert [e.id for e in await store.journal_pending("t1", "User")] == ["entry-01", "entry-02", "entry-03"]
+    assert [e.id for e in await store.journal_pending("t1", "User", "a@x.ch")] == ["entry-01", "entry-03"]
+    assert [e.id for e in await store.journal_pending("t1", "Group", "a@x.ch")] == ["entry-04"]
+    assert await store.journal_pending("t1", "User", "nobody@x.ch") == []
+    assert [e.id for e in await store.journal_pending("t2")] == ["entry-05"]
+    await store.journal_remove("t1", "entry-01")
+    assert [e.id for e in await store.journal_pending("t1", "User", "a@x.ch")] == ["entry-03"]
+    # Removing in another tenant touches nothing here.
+    await store.journal_remove("t2", "entry-03")
+    assert [e.id for e in await store.journal_pending("t1", "User", "a@x.ch")] == ["entry-03"]
+
+
+async def test_journal_entries_are_copies(store: StateStore) -> None:
+    entry = _entry(1, "a@x.ch")
+    await store.journal_add("t1", entry)
+    entry.resource.shadow["externalId"] = "changed after add"
+    got = (await store.journal_pending("t1"))[0]
+    got.resource.shadow["externalId"] = "changed after read"
+    again = (await store.journal_pending("t1"))[0]
+    assert again.resource.shadow["externalId"] == "ext-1"

@@ -571,6 +571,44 @@ def test_custom_extension_cleared_with_empty_value() -> None:
     assert run(start, ops({"op": "replace", "path": f"{CUSTOM}:tag", "value": ""})) == make_user()
 
 
+# ----------------------------------------------------------------------------- less common shapes
+
+
+def test_whole_extension_path_add_and_remove() -> None:
+    start = make_user(**{ENT: {"department": "D"}})
+    body = ops({"op": "add", "path": ENT, "value": {"costCenter": "C", "manager": "m1", "schemas": [ENT]}})
+    assert run(start, body) == make_user(**{ENT: {"department": "D", "costCenter": "C", "manager": {"value": "m1"}}})
+    assert run(start, ops({"op": "remove", "path": ENT})) == make_user()
+
+
+def test_path_less_null_clears_a_complex_attribute() -> None:
+    assert run(make_user(), ops({"op": "replace", "value": {"name": None}})) == make_user(name=None)
+
+
+def test_sub_attribute_of_multi_valued_without_filter_applies_to_every_element() -> None:
+    start = make_user(emails=[{"value": "a@x", "type": "work"}, {"value": "b@x", "type": "home"}])
+    body = ops({"op": "replace", "path": "emails.display", "value": "Mail"})
+    assert run(start, body) == make_user(emails=[{"value": "a@x", "type": "work", "display": "Mail"},
+                                                 {"value": "b@x", "type": "home", "display": "Mail"}])
+
+
+def test_filtered_member_replace_without_match_creates_the_member() -> None:
+    body = ops({"op": "replace", "path": "members[value eq \"u7\"]", "value": {"display": "Seven"}})
+    assert run(make_group("a"), body, GROUP_RESOURCE) == {
+        **make_group("a"), "members": [{"value": "a"}, {"value": "u7", "display": "Seven"}]}
+
+
+def test_member_cannot_be_created_without_a_value() -> None:
+    body = ops({"op": "add", "path": "members[type eq \"User\"].display", "value": "Nobody"})
+    assert fails(make_group("a"), body, GROUP_RESOURCE).scim_type == "noTarget"
+
+
+def test_group_path_less_replace_members_and_single_object_add() -> None:
+    body = ops({"op": "replace", "value": {"members": [{"value": "x"}, {"value": "y"}], "displayName": "S2"}},
+               {"op": "add", "path": "members", "value": {"value": "z", "$ref": None}})
+    assert run(make_group("a"), body, GROUP_RESOURCE) == {**make_group("x", "y", "z"), "displayName": "S2"}
+
+
 # ----------------------------------------------------------------------------- RFC 7644 §3.5.2 examples
 
 
