@@ -160,8 +160,12 @@ def coerce_attribute(attr: Attribute, value: Any, where: str) -> Any:
             raise invalid_value(f"Attribute '{where}' must be a list; got {show(value)}")
         out = [coerce_single(attr, item, f"{where}[{i}]") for i, item in enumerate(value)
                if item is not None and item != ""]
-        out = [item for item in out if not is_empty(item)]
-        return (dedupe_members(out) if attr is MEMBERS else out) or None
+        if attr is MEMBERS:
+            for i, member in enumerate(out):
+                if not member.get("value"):
+                    raise invalid_value(f"Attribute '{where}[{i}].value' is required: the id of the member")
+            out = dedupe_members(out)
+        return [item for item in out if not is_empty(item)] or None
     result = coerce_single(attr, value, where)
     return None if is_empty(result) else result
 
@@ -212,10 +216,6 @@ def _coerce_complex(attr: Attribute, value: Any, where: str) -> dict[str, Any]:
         coerced = coerce_attribute(sub, item, f"{where}.{sub.name}")
         if coerced is not None:
             out[sub.name] = coerced
-    if attr is MEMBERS:
-        member = out.get("value")
-        if not isinstance(member, str) or not member:
-            raise invalid_value(f"Attribute '{where}.value' is required: the id of the member")
     return out
 
 

@@ -141,98 +141,79 @@ async def test_sqlite_persists_across_reopen(tmp_path: Path) -> None:
 # --- lock() -------------------------------------------------------------------------
 
 
-async def _acquired_within(store: StateStore, tenant: str, name: str, timeout: float,
-                           release: asyncio.Event) -> asyncio.Task[None] | None:
-    """Start a task that takes the lock and holds it until ``release``; the task once it holds
-    the lock within ``timeout``, else None (the task is left waiting)."""
-    held = asyncio.Event()
+class Holder:
+    """A task that takes a store lock and keeps it until released or cancelled."""
 
-    async def take() -> None:
+    def __init__(self, store: StateStore, tenant: str, name: str) -> None:
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+        self.task = asyncio.create_task(self._run(store, tenant, name))
+
+    async def _run(self, store: StateStore, tenant: str, name: str) -> None:
         async with store.lock(tenant, name):
-            held.set()
-            await release.wait()
+            self.held.set()
+            await self.release.wait()
 
-    task = asyncio.create_task(take())
-    try:
-        await asyncio.wait_for(held.wait(), timeout)
-    except TimeoutError:
-        return None
-    finally:
-        if task.done():
-            task.result()  # surface an error raised while taking the lock
-    return task
+    async def holds_within(self, seconds: float) -> bool:
+        try:
+            async with asyncio.timeout(seconds):
+                await self.held.wait()
+        except TimeoutError:
+            if self.task.done():
+                self.task.result()  # surface an error raised while taking the lock
+            return False
+        return True
 
+    async def finish(self) -> None:
+        self.release.set()
+        await asyncio.wait_for(self.task, 5)
 
-async def _finish(*tasks: asyncio.Task[None] | None) -> None:
-    for task in tasks:
-        if task is not None:
-            await asyncio.wait_for(task, 5)
+    async def cancel(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, 5)
 
 
 async def test_lock_excludes_a_second_holder_until_released(store: StateStore) -> None:
-    release_first, release_second = asyncio.Event(), asyncio.Event()
-    first = await _acquired_within(store, "t1", "User/name/a", 5, release_first)
-    assert first is not None
-    held = asyncio.Event()
-    order: list[str] = []
-
-    async def second() -> None:
-        async with store.lock("t1", "User/name/a"):
-            order.append("second")
-            held.set()
-            await release_second.wait()
-
-    waiter = asyncio.create_task(second())
-    await asyncio.sleep(BLOCKED_FOR)
-    assert not held.is_set(), "a second holder got the lock while the first still held it"
-    order.append("first released")
-    release_first.set()
-    await asyncio.wait_for(held.wait(), 5)
-    release_second.set()
-    await _finish(first, waiter)
-    assert order == ["first released", "second"]
+    first = Holder(store, "t1", "User/name/a")
+    assert await first.holds_within(5)
+    second = Holder(store, "t1", "User/name/a")
+    assert not await second.holds_within(BLOCKED_FOR), "a second holder got the lock while the first held it"
+    await first.finish()
+    assert await second.holds_within(5)
+    await second.finish()
 
 
 async def test_lock_names_and_tenants_are_independent(store: StateStore) -> None:
-    release = asyncio.Event()
-    held = await _acquired_within(store, "t1", "Group/id/g1", 5, release)
-    other_name = await _acquired_within(store, "t1", "Group/id/g2", 5, release)
-    other_tenant = await _acquired_within(store, "t2", "Group/id/g1", 5, release)
-    release.set()
-    await _finish(held, other_name, other_tenant)
-    assert other_name is not None and other_tenant is not None
+    holders = [Holder(store, "t1", "Group/id/g1"), Holder(store, "t1", "Group/id/g2"),
+               Holder(store, "t2", "Group/id/g1")]
+    try:
+        for holder in holders:
+            assert await holder.holds_within(5)
+    finally:
+        for holder in holders:
+            await holder.finish()
 
 
 async def test_lock_is_released_when_the_body_raises(store: StateStore) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         async with store.lock("t1", "User/id/x"):
             raise RuntimeError("boom")
-    release = asyncio.Event()
-    release.set()
-    again = await _acquired_within(store, "t1", "User/id/x", 5, release)
-    await _finish(again)
-    assert again is not None
+    again = Holder(store, "t1", "User/id/x")
+    assert await again.holds_within(5)
+    await again.finish()
 
 
 async def test_lock_survives_cancelled_holders_and_waiters(store: StateStore) -> None:
-    never = asyncio.Event()
-    holder = await _acquired_within(store, "t1", "User/id/c", 5, never)
-    assert holder is not None
-    waiter = await _acquired_within(store, "t1", "User/id/c", BLOCKED_FOR, never)
-    assert waiter is None
-    # The task _acquired_within left waiting is the newest one; cancel it, then the holder.
-    waiting = [t for t in asyncio.all_tasks() if t is not holder and t is not asyncio.current_task()
-               and not t.done() and t.get_coro().__qualname__.endswith("take")]  # type: ignore[union-attr]
-    assert len(waiting) == 1
-    for task in (waiting[0], holder):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 5)
-    release = asyncio.Event()
-    release.set()
-    after = await _acquired_within(store, "t1", "User/id/c", 5, release)
-    await _finish(after)
-    assert after is not None, "the lock stayed taken after its holder and its waiter were cancelled"
+    holder = Holder(store, "t1", "User/id/c")
+    assert await holder.holds_within(5)
+    waiter = Holder(store, "t1", "User/id/c")
+    assert not await waiter.holds_within(BLOCKED_FOR)
+    await waiter.cancel()
+    await holder.cancel()
+    after = Holder(store, "t1", "User/id/c")
+    assert await after.holds_within(5), "the lock stayed taken after its holder and its waiter were cancelled"
+    await after.finish()
 
 
 async def test_lock_serialises_many_tasks(store: StateStore) -> None:

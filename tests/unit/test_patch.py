@@ -599,7 +599,7 @@ def test_filtered_member_replace_without_match_creates_the_member() -> None:
 
 
 def test_member_cannot_be_created_without_a_value() -> None:
-    body = ops({"op": "add", "path": "members[type eq \"User\"].display", "value": "Nobody"})
+    body = ops({"op": "add", "path": "members[type eq \"User\"].$ref", "value": "https://x/Users/u9"})
     assert fails(make_group("a"), body, GROUP_RESOURCE).scim_type == "noTarget"
 
 

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.scim.errors import ScimError
-from gateway.scim.patch import apply_patch, parse_patch
+from gateway.scim.filter_ast import And, AttrPath, Compare, Not, Or, Present, ValuePath
+from gateway.scim.patch import PatchOperation, apply_patch, parse_patch
 from gateway.scim.resources import normalize_resource, strip_empty
 from gateway.scim.schema import ENTERPRISE_SCHEMA, GROUP_RESOURCE, USER_RESOURCE
 
@@ -94,6 +95,37 @@ def _patched(resource: dict[str, Any], body: Any) -> dict[str, Any] | None:
 @given(users, bodies)
 def test_random_patches_raise_only_scim_errors_and_never_mutate(user: dict[str, Any], body: Any) -> None:
     _patched(user, body)
+
+
+attr_names = st.sampled_from(["emails", "name", "active", "manager", "members", "roles", "addresses", "id",
+                              "tag", "value", "type", "primary", "", "Emails", "nope"])
+element_paths = st.builds(AttrPath, attr_names, st.none() | attr_names, st.none() | st.sampled_from([ENT]))
+element_filters = st.recursive(
+    st.builds(Compare, element_paths, st.sampled_from(["eq", "ne", "co", "sw", "gt", "le"]), scalars.filter(
+        lambda v: not isinstance(v, float)))
+    | st.builds(Present, element_paths)
+    | st.builds(ValuePath, element_paths, st.builds(Present, element_paths)),
+    lambda c: st.builds(And, c, c) | st.builds(Or, c, c) | st.builds(Not, c),
+    max_leaves=3,
+)
+hand_built_paths = st.none() | st.builds(
+    AttrPath, attr_names, st.none() | attr_names,
+    st.none() | st.sampled_from([ENT, CUSTOM, "urn:ietf:params:scim:schemas:core:2.0:User", "urn:x:y"]),
+    st.none() | element_filters,
+)
+hand_built_ops = st.lists(st.builds(PatchOperation, st.sampled_from(["add", "remove", "replace"]),
+                                    hand_built_paths, likely_values), min_size=1, max_size=3)
+
+
+@SETTINGS
+@given(users, hand_built_ops)
+def test_hand_built_operations_raise_only_scim_errors(user: dict[str, Any], operations: list[Any]) -> None:
+    snapshot = copy.deepcopy(user)
+    try:
+        apply_patch(user, operations, USER_RESOURCE)
+    except ScimError as err:
+        assert err.status == 400
+    assert user == snapshot
 
 
 @SETTINGS

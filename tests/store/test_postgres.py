@@ -1,0 +1,197 @@
+"""What only the PostgreSQL store promises: replicas (separate pools) lock and migrate safely together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+
+from gateway.store import postgres
+from gateway.store.postgres import MIGRATIONS, PostgresStore, advisory_key
+from gateway.wiring import make_store
+from tests.pg_support import POSTGRES_DSN, fresh_schema
+from tests.store.test_store_contract import BLOCKED_FOR, Holder, _res
+
+pytestmark = pytest.mark.postgres
+
+StoreFactory = Callable[..., Awaitable[PostgresStore]]
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    async with fresh_schema(POSTGRES_DSN) as name:
+        yield name
+
+
+@pytest.fixture
+async def replica(schema: str) -> AsyncIterator[StoreFactory]:
+    """Open another store on the test's schema: each has its own pools, as a separate replica would."""
+    stores: list[PostgresStore] = []
+
+    async def start(*, open: bool = True, **options: object) -> PostgresStore:
+        store = PostgresStore(POSTGRES_DSN, schema=str(options.pop("schema", schema)), **options)  # type: ignore[arg-type]
+        stores.append(store)
+        if open:
+            await store.open()
+        return store
+
+    yield start
+    for store in stores:
+        await store.close()
+
+
+async def _sql(query: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+async def _advisory_locks_held() -> int:
+    rows = await _sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                      " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    return int(rows[0][0])
+
+
+async def test_two_replicas_exclude_each_other(replica: StoreFactory) -> None:
+    a, b = await replica(), await replica()
+    before = await _advisory_locks_held()
+    first = Holder(a, "t1", "User/name/ann@x.ch")
+    assert await first.holds_within(5)
+    assert await _advisory_locks_held() == before + 1
+    second = Holder(b, "t1", "User/name/ann@x.ch")
+    assert not await second.holds_within(BLOCKED_FOR), "replica B took a lock replica A holds"
+    await first.finish()
+    assert await second.holds_within(5)
+    await second.finish()
+    assert await _advisory_locks_held() == before
+
+
+async def test_replicas_lock_different_names_at_once(replica: StoreFactory) -> None:
+    a, b = await replica(), await replica()
+    holders = [Holder(a, "t1", "Group/id/1"), Holder(b, "t1", "Group/id/2"), Holder(b, "t2", "Group/id/1")]
+    for holder in holders:
+        assert await holder.holds_within(5)
+    for holder in holders:
+        await holder.finish()
+
+
+async def test_cancelled_waiter_and_holder_leave_no_lock_behind(replica: StoreFactory) -> None:
+    a, b, c = await replica(), await replica(), await replica()
+    before = await _advisory_locks_held()
+    holder = Holder(a, "t1", "Group/id/g")
+    assert await holder.holds_within(5)
+    # B's waiter is blocked inside pg_advisory_lock on the server, not on an in-process lock.
+    waiter = Holder(b, "t1", "Group/id/g")
+    assert not await waiter.holds_within(BLOCKED_FOR)
+    await waiter.cancel()
+    await holder.cancel()
+    for store in (b, c, a):
+        again = Holder(store, "t1", "Group/id/g")
+        assert await again.holds_within(5), "a cancelled holder or waiter left the advisory lock taken"
+        await again.finish()
+    assert await _advisory_locks_held() == before
+
+
+async def test_lock_holders_do_not_starve_queries(replica: StoreFactory) -> None:
+    # With locks drawn from the query pool, max_size holders would wait forever for a query connection.
+    store = await replica(max_size=2)
+
+    async def work(n: int) -> None:
+        async with store.lock("t1", f"User/id/{n}"):
+            await asyncio.sleep(0.05)
+            await store.insert("t1", _res(f"id-{n}", f"u{n}@x.ch"))
+            assert await store.get("t1", "User", f"id-{n}") is not None
+
+    await asyncio.wait_for(asyncio.gather(*(work(n) for n in range(6))), 10)
+
+
+async def test_locks_of_different_schemas_are_independent(replica: StoreFactory) -> None:
+    async with fresh_schema(POSTGRES_DSN) as other_schema:
+        a, b = await replica(), await replica(schema=other_schema)
+        first, second = Holder(a, "t1", "User/id/1"), Holder(b, "t1", "User/id/1")
+        assert await first.holds_within(5)
+        assert await second.holds_within(5)
+        await first.finish()
+        await second.finish()
+        await b.close()
+
+
+async def _versions(schema: str) -> list[int]:
+    return [r[0] for r in await _sql(f'SELECT version FROM "{schema}".schema_version ORDER BY version')]
+
+
+async def test_concurrent_opens_migrate_once(schema: str, replica: StoreFactory) -> None:
+    stores = [await replica(open=False) for _ in range(4)]
+    await asyncio.wait_for(asyncio.gather(*(s.open() for s in stores)), 20)
+    assert await _versions(schema) == list(range(1, len(MIGRATIONS) + 1))
+    # Every replica can use the schema straight away.
+    await stores[0].insert("t1", _res("id-1", "a@x.ch"))
+    got = await stores[3].get("t1", "User", "id-1")
+    assert got is not None and got.backend_key == "a@x.ch"
+    await (await replica()).check()
+    assert await _versions(schema) == list(range(1, len(MIGRATIONS) + 1))
+
+
+async def test_failed_migration_rolls_back_and_releases_the_lock(
+    schema: str, replica: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await replica()
+    broken = "CREATE TABLE half_done (x integer); SELECT no_such_function();"
+    monkeypatch.setattr(postgres, "MIGRATIONS", [*MIGRATIONS, broken])
+    with pytest.raises(asyncpg.UndefinedFunctionError):
+        await replica()
+    assert await _versions(schema) == list(range(1, len(MIGRATIONS) + 1))
+    assert await _sql("SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'half_done'", schema) == []
+    monkeypatch.setattr(postgres, "MIGRATIONS", [*MIGRATIONS, "CREATE TABLE done_now (x integer);"])
+    # Would hang if the failed attempt had kept the migration lock.
+    await asyncio.wait_for(replica(), 10)
+    assert await _versions(schema) == list(range(1, len(MIGRATIONS) + 2))
+
+
+async def test_a_newer_schema_is_left_alone(schema: str, replica: StoreFactory) -> None:
+    await replica()
+    await _sql(f'INSERT INTO "{schema}".schema_version (version) VALUES ($1)', len(MIGRATIONS) + 5)
+    store = await replica()
+    await store.check()
+    assert (await _versions(schema))[-1] == len(MIGRATIONS) + 5
+
+
+async def test_state_survives_reopen(replica: StoreFactory) -> None:
+    first = await replica()
+    await first.insert("t1", _res("id-1", "a@x.ch", externalId="e"))
+    await first.close()
+    second = await replica()
+    got = await second.get("t1", "User", "id-1")
+    assert got is not None and got.shadow == {"externalId": "e"}
+
+
+async def test_closed_store_refuses_work(replica: StoreFactory) -> None:
+    store = await replica()
+    await store.close()
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.check()
+    with pytest.raises(RuntimeError, match="not open"):
+        async with store.lock("t1", "x"):
+            pass
+
+
+def test_lock_keys_are_stable_across_processes_and_versions() -> None:
+    # Replicas of different releases must agree on the key during a rolling upgrade: pinned.
+    assert advisory_key("lock", "public", "default", "User/name/ann@x.ch") == 3187640422484923742
+    assert advisory_key("lock", "public", "default", "User/name/bob@x.ch") != advisory_key(
+        "lock", "public", "other", "User/name/bob@x.ch")
+
+
+def test_bad_schema_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="schema"):
+        PostgresStore(POSTGRES_DSN, schema='x"; DROP TABLE resources; --')
+
+
+@pytest.mark.parametrize("dsn", ["postgresql://u@127.0.0.1/db", "postgres://u@127.0.0.1:5432/db"])
+def test_make_store_picks_postgres(dsn: str) -> None:
+    store = make_store(dsn)
+    assert isinstance(store, PostgresStore) and store.dsn == dsn
