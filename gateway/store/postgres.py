@@ -200,12 +200,12 @@ class PostgresStore:
         async with self._local.hold((tenant, name)):
             conn = await pool.acquire()
             try:
-                await conn.execute("SELECT pg_advisory_lock($1)", key)
+                pass  # MUTANT
                 try:
                     yield
                 finally:
                     try:
-                        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+                        pass  # MUTANT
                     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                         # A broken session: ending it frees its locks, and the caller's own
                         # exception, if any, is the one worth seeing.

@@ -135,16 +135,17 @@ def test_arbitrary_paths_raise_only_invalid_path(text: str) -> None:
 
 # --- push-down soundness -----------------------------------------------------------------------
 
-WORDS = st.sampled_from(["a", "A", "b"])
-VALUES = st.sampled_from(["a", "A", "b", "ab", "Ab"])
+WORDS = st.sampled_from(["a", "A"])
+VALUES = st.sampled_from(["a", "A", "ab"])
 DEPT = f"{ENTERPRISE_SCHEMA}:department"
-FILTERABLE_CHOICES = ["userName", "externalId", "active", "emails.value", "emails.type", "name.givenName", DEPT]
+FILTERABLE_CHOICES = ["userName", "externalId", "active", "emails.value", "title", DEPT]
 
 
+# A deliberately small universe: with few attributes and values, independent random resources
+# still hit the interesting cases (case folding, caseExact, multi-valued, value filters) often.
 STRING_PATHS = [
-    AttrPath("userName"), AttrPath("externalId"), AttrPath("title"), AttrPath("name", "givenName"),
-    AttrPath("emails"), AttrPath("emails", "value"), AttrPath("emails", "type"),
-    AttrPath("department", None, ENTERPRISE_SCHEMA), AttrPath("nosuch"),
+    AttrPath("userName"), AttrPath("externalId"), AttrPath("title"), AttrPath("emails"),
+    AttrPath("department", None, ENTERPRISE_SCHEMA),
     AttrPath("emails", "value", None, Compare(AttrPath("type"), "eq", "work")),
 ]
 # Other spellings of the same attributes, drawn less often: push-down must canonicalise them.
@@ -155,7 +156,7 @@ ALIASES = [AttrPath("USERNAME"), AttrPath("userName", None, USER_SCHEMA), AttrPa
 def pushdown_terms(draw: st.DrawFn) -> Filter:
     # Drawn by weight rather than st.one_of so that pushable eq terms are the majority.
     kind = draw(st.integers(0, 9))
-    path = draw(st.sampled_from(STRING_PATHS) | st.sampled_from(ALIASES))
+    path = draw(st.sampled_from(ALIASES if draw(st.integers(0, 4)) == 4 else STRING_PATHS))
     if kind <= 4:
         literal = draw(st.integers(0, 1)) if draw(st.integers(0, 9)) == 9 else draw(WORDS)
         return Compare(path, "eq", literal)
@@ -188,7 +189,6 @@ def resources(draw: st.DrawFn) -> dict[str, Any]:
         "externalId": VALUES,
         "title": VALUES | st.just(""),
         "active": st.booleans(),
-        "name": st.fixed_dictionaries({}, optional={"givenName": VALUES}),
         "emails": st.lists(
             st.fixed_dictionaries({}, optional={"value": VALUES, "type": st.sampled_from(["work", "home"])}),
             max_size=3,
@@ -205,7 +205,7 @@ def resources(draw: st.DrawFn) -> dict[str, Any]:
 @given(
     pushdown_filters(),
     st.lists(resources(), min_size=5, max_size=20),
-    st.sets(st.sampled_from(FILTERABLE_CHOICES), min_size=4),
+    st.sets(st.sampled_from(FILTERABLE_CHOICES), min_size=3),
 )
 def test_pushdown_is_implied_by_the_filter(f: Filter, rs: list[dict[str, Any]], filterable: set[str]) -> None:
     pushed = pushdown(f, frozenset(filterable), USER_RESOURCE)

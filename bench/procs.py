@@ -1,0 +1,164 @@
+"""Child processes of a benchmark run: started pinned to a core, always bounded, always reaped.
+
+Every server and load generator the harness starts is registered here; ``stop_all`` (also run
+at exit, on SIGTERM/SIGINT and by the run's watchdog) ends each one by its own process id.
+Only 127.0.0.1 is ever used.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+_children: list[Proc] = []
+_lock = threading.Lock()
+
+
+def cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def core_plan() -> tuple[set[int], set[int]]:
+    """(server cores, load cores): the server gets one core, the load generator another.
+
+    On a single-core machine both share it (and the results say so).
+    """
+    available = cores()
+    if len(available) >= 2:
+        return {available[0]}, {available[1]}
+    return {available[0]}, {available[0]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, timeout: float, proc: Proc | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} before listening; see {proc.log}")
+        try:
+            socket.create_connection((HOST, port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {HOST}:{port} after {timeout:.0f}s" + (f"; see {proc.log}" if proc else ""))
+
+
+class Proc:
+    """One child process in its own session, pinned to ``cpus``, output to a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, cpus: set[int], log: Path,
+                 env: dict[str, str] | None = None, stdout_pipe: bool = False) -> None:
+        self.name = name
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, **(env or {})}
+        self.popen = subprocess.Popen(
+            list(argv), env=full_env, cwd=ROOT, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout_pipe else self._log_file, stderr=self._log_file,
+            start_new_session=True,
+        )
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(self.popen.pid, cpus)
+        with _lock:
+            _children.append(self)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+        self._log_file.close()
+        with _lock:
+            if self in _children:
+                _children.remove(self)
+
+
+def stop_all() -> None:
+    with _lock:
+        children = list(_children)
+    for child in reversed(children):
+        with contextlib.suppress(Exception):
+            child.stop(grace=2.0)
+
+
+def run_bounded(argv: Sequence[str], *, cpus: set[int], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a short-lived tool (wrk, py-spy) pinned to ``cpus``; killed if it outlives ``timeout``."""
+    popen = subprocess.Popen(list(argv), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(popen.pid, cpus)
+    try:
+        out, err = popen.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(popen.pid, signal.SIGKILL)
+        out, err = popen.communicate()
+        raise TimeoutError(f"{argv[0]} did not finish within {timeout:.0f}s: {err[-500:]}") from None
+    return subprocess.CompletedProcess(list(argv), popen.returncode, out, err)
+
+
+class Watchdog:
+    """Ends the whole run (children first) if it outlives its budget."""
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s = budget_s
+        self._timer = threading.Timer(budget_s, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        print(f"\nbench: the run exceeded its {self.budget_s:.0f}s budget; stopping every child process",
+              file=sys.stderr, flush=True)
+        stop_all()
+        os._exit(3)
+
+    def __enter__(self) -> Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    stop_all()
+    sys.exit(128 + signum)
+
+
+def install_cleanup() -> None:
+    atexit.register(stop_all)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError):  # not the main thread (e.g. inside pytest-xdist)
+            signal.signal(sig, _on_signal)
