@@ -51,6 +51,8 @@ _ROOT = AttrPath("")
 # Sub-attributes that only qualify an element; one left with nothing else is removed.
 _QUALIFIERS = frozenset({"type", "primary"})
 _CACHE_LIMIT = 4096
+# Longer paths are parsed every time, so client-chosen text cannot pin much memory.
+_CACHEABLE_PATH_LENGTH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +88,10 @@ class _Target:
 
 
 _path_cache: dict[tuple[int, str], tuple[ResourceType, AttrPath]] = {}
-# Keyed by identity: parse_attr_path hands out one AttrPath per distinct text, and equal
-# paths can still differ in literal type (``eq true`` == ``eq 1`` as dataclasses).
-_target_cache: dict[tuple[int, int], tuple[ResourceType, AttrPath, _Target]] = {}
+# Resolutions of the paths in _path_cache, keyed by identity: equal AttrPaths can still
+# differ in literal type (``eq true`` == ``eq 1`` as dataclasses).
+_cached_paths: dict[int, AttrPath] = {}
+_target_cache: dict[int, tuple[ResourceType, _Target]] = {}
 
 
 def parse_attr_path(text: str, rt: ResourceType) -> AttrPath:
@@ -102,9 +105,13 @@ def parse_attr_path(text: str, rt: ResourceType) -> AttrPath:
     if cached is not None and cached[0] is rt:
         return cached[1]
     path = _parse_attr_path(text.strip(), rt)
-    if len(_path_cache) >= _CACHE_LIMIT:
-        _path_cache.clear()
-    _path_cache[key] = (rt, path)
+    if len(text) <= _CACHEABLE_PATH_LENGTH:
+        if len(_path_cache) >= _CACHE_LIMIT:
+            _path_cache.clear()
+            _cached_paths.clear()
+            _target_cache.clear()
+        _path_cache[key] = (rt, path)
+        _cached_paths[id(path)] = path
     return path
 
 
@@ -133,14 +140,14 @@ def _parse_attr_path(text: str, rt: ResourceType) -> AttrPath:
 
 
 def _resolve(path: AttrPath, rt: ResourceType) -> _Target:
-    key = (id(rt), id(path))
-    cached = _target_cache.get(key)
-    if cached is not None and cached[0] is rt and cached[1] is path:
-        return cached[2]
+    key = id(path)
+    known = _cached_paths.get(key) is path
+    cached = _target_cache.get(key) if known else None
+    if cached is not None and cached[0] is rt:
+        return cached[1]
     target = _resolve_uncached(path, rt)
-    if len(_target_cache) >= _CACHE_LIMIT:
-        _target_cache.clear()
-    _target_cache[key] = (rt, path, target)
+    if known:
+        _target_cache[key] = (rt, target)
     return target
 
 

@@ -62,7 +62,11 @@ def show(value: Any) -> str:
 
 
 def is_empty(value: Any) -> bool:
-    """Absent in the SCIM sense: null, "", [] or {} (RFC 7643 §2.5 treats them alike)."""
+    """Whether ``value`` reads as unassigned: null, "", [] or {}.
+
+    RFC 7643 §2.5 equates null, [] and unassigned; "" and {} join them so that clearing an
+    attribute with an empty string (SCIM_Null_Update_Test) works.
+    """
     return value is None or value == "" or value == [] or value == {}
 
 
@@ -350,9 +354,12 @@ def _resolve_key(rt: ResourceType, key: str, urn: str | None) -> _Key:
         return hit[1]
     attr, dot, sub = key.partition(".")
     resolved = rt.resolve(attr, sub if dot else None, urn)
-    found = None if resolved is None else (resolved, resolved.dotted)
+    if resolved is None:
+        # Unknown keys are not remembered: their text is the client's choice, of any size.
+        return None
     if len(_key_cache) >= 4096:
         _key_cache.clear()
+    found = (resolved, resolved.dotted)
     _key_cache[cache_key] = (rt, found)
     return found
 

@@ -200,12 +200,12 @@ class PostgresStore:
         async with self._local.hold((tenant, name)):
             conn = await pool.acquire()
             try:
-                pass  # MUTANT
+                await conn.execute("SELECT pg_advisory_lock($1)", key)
                 try:
                     yield
                 finally:
                     try:
-                        pass  # MUTANT
+                        await conn.execute("SELECT pg_advisory_unlock($1)", key)
                     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                         # A broken session: ending it frees its locks, and the caller's own
                         # exception, if any, is the one worth seeing.

@@ -92,6 +92,14 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, deadline: 
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
+    _t = time.monotonic()
+    try:
+        _stop2(proc)
+    finally:
+        print("STOP", proc.args, time.monotonic() - _t, file=sys.stderr)
+
+
+def _stop2(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -117,6 +125,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with contextlib.ExitStack() as stack:
         state_dsn = stack.enter_context(fresh_database("scim_replicas"))
         # Registered after the database: processes stop before the database is dropped.
+        stack.callback(lambda: print("STOPPING", time.monotonic(), file=sys.stderr))
         stack.callback(lambda: [_stop(p) for p in procs])
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_GATEWAY_")}
         base_env["PYTHONUNBUFFERED"] = "1"
