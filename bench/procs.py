@@ -162,3 +162,83 @@ def install_cleanup() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(ValueError):  # not the main thread (e.g. inside pytest-xdist)
             signal.signal(sig, _on_signal)
+
+
+# --- CPU accounting ------------------------------------------------------------------------
+# A shared machine runs other work beside the benchmark. Two figures make results comparable
+# anyway: the server's own CPU time per request (what a request costs, whatever else runs),
+# and how much of the server's core other processes took during the measurement.
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _core_times() -> dict[int, tuple[float, float, float]]:
+    """core → (busy s, steal s, total s) since boot."""
+    times: dict[int, tuple[float, float, float]] = {}
+    with open("/proc/stat") as handle:
+        for line in handle:
+            if not line.startswith("cpu") or line.startswith("cpu "):
+                continue
+            name, *values = line.split()
+            v = [int(x) for x in values]
+            idle = v[3] + v[4]
+            steal = v[7] if len(v) > 7 else 0
+            total = sum(v[:8])
+            times[int(name[3:])] = ((total - idle - steal) / TICK, steal / TICK, total / TICK)
+    return times
+
+
+class CpuMeter:
+    """Server CPU and foreign load on the server's cores over one measurement."""
+
+    def __init__(self, pid: int, cores: set[int]) -> None:
+        self.pid = pid
+        self.cores = cores
+
+    def __enter__(self) -> CpuMeter:
+        self._t0 = time.monotonic()
+        self._cpu0 = process_cpu_s(self.pid)
+        self._cores0 = _core_times()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.monotonic() - self._t0
+        server = process_cpu_s(self.pid) - self._cpu0
+        after = _core_times()
+        busy = sum(after[c][0] - self._cores0[c][0] for c in self.cores if c in after)
+        steal = sum(after[c][1] - self._cores0[c][1] for c in self.cores if c in after)
+        capacity = wall * len(self.cores)
+        self.wall_s = wall
+        self.server_cpu_s = server
+        self.server_pct = 100 * server / capacity if capacity else 0.0
+        self.foreign_pct = max(0.0, 100 * (busy - server) / capacity) if capacity else 0.0
+        self.steal_pct = 100 * steal / capacity if capacity else 0.0
+
+    def to_json(self, requests: int) -> dict[str, float]:
+        return {
+            "server_cpu_pct": round(self.server_pct, 1),
+            "foreign_cpu_pct": round(self.foreign_pct, 1),
+            "steal_pct": round(self.steal_pct, 1),
+            "server_cpu_us_per_req": round(1e6 * self.server_cpu_s / requests, 1) if requests else 0.0,
+        }

@@ -34,7 +34,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     concurrency = int(spec["concurrency"])
     duration = float(spec.get("duration_s") or 0)
     max_requests = int(spec.get("max_requests") or 0)
-    headers = {"Authorization": f"Bearer {target.token}", "Content-Type": "application/scim+json"}
+    headers = target.headers()
     latencies: list[float] = []
     errors = {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}
     statuses: dict[str, int] = {}

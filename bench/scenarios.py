@@ -103,6 +103,11 @@ class Target:
     active_ids: list[str] = field(default_factory=list)  # all active at the start of the run
     group_ids: list[str] = field(default_factory=list)  # fresh (empty) groups
     tag: str = "r0"  # unique per run: makes POSTed userNames and PATCHed values new
+    api_key: str = ""  # set for the Cleanmail mock: sent as X-API-Key instead of a bearer token
+
+    def headers(self) -> dict[str, str]:
+        auth = {"X-API-Key": self.api_key} if self.api_key else {"Authorization": f"Bearer {self.token}"}
+        return {**auth, "Content-Type": "application/scim+json"}
 
 
 Request = tuple[str, str, bytes | None]
@@ -123,6 +128,8 @@ def python_request(scenario: str, t: Target, seed: int = 42) -> Callable[[int], 
     if scenario == "post_user":
         return lambda n: ("POST", f"{t.base}/Users",
                           _dumps(user_body(f"{t.tag}-{n}@example.com", f"{t.tag}-{n}")))
+    if scenario == "backend_get":  # the Cleanmail mock's own read of one mailbox
+        return lambda n: ("GET", f"{t.base}/mailboxes/{t.hit_name_fmt.format(rnd.randrange(t.hit_count))}", None)
     if scenario == "patch_replace":
         return lambda n: ("PATCH", f"{t.base}/Users/{t.user_ids[n % len(t.user_ids)]}",
                           _dumps(patch_replace_body(f"{t.tag}-{n}")))
@@ -189,14 +196,22 @@ def lua(scenario: str, t: Target, seed: int = 42) -> str:
         "local n = -1",
         f"local base = {_lua_str(t.base)}",
         f"local tag = {_lua_str(t.tag)}",
-        f'wrk.headers["Authorization"] = {_lua_str("Bearer " + t.token)}',
-        'wrk.headers["Content-Type"] = "application/scim+json"',
     ]
+    head += [f"wrk.headers[{_lua_str(k)}] = {_lua_str(v)}" for k, v in t.headers().items()]
     if scenario == "filter_hit":
         before, _, after = t.hit_name_fmt.partition("{}")
         head += [
             f"local pre = base .. {_lua_str('/Users?filter=userName+eq+%22' + quote(before, safe=''))}",
             f"local post = {_lua_str(quote(after, safe='') + '%22')}",
+            f"local count = {t.hit_count}",
+            "request = function()\n  n = n + 1\n"
+            '  return wrk.format("GET", pre .. tostring(math.random(0, count - 1)) .. post)\nend',
+        ]
+    elif scenario == "backend_get":
+        before, _, after = t.hit_name_fmt.partition("{}")
+        head += [
+            f"local pre = base .. {_lua_str('/mailboxes/' + before)}",
+            f"local post = {_lua_str(after)}",
             f"local count = {t.hit_count}",
             "request = function()\n  n = n + 1\n"
             '  return wrk.format("GET", pre .. tostring(math.random(0, count - 1)) .. post)\nend',

@@ -36,3 +36,10 @@ def make_adapter(backend: BackendSettings) -> Adapter:
         list_address_template=backend.list_address_template, attempt_timeout=backend.attempt_timeout,
         deadline=backend.deadline,
     )
+
+
+def dry_run(adapter: Adapter, tenant: str) -> Adapter:
+    """``adapter`` with every write simulated and logged instead of sent (``dry_run`` tenants)."""
+    from adapters.dryrun import DryRunAdapter
+
+    return DryRunAdapter(adapter, tenant=tenant)

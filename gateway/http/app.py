@@ -18,7 +18,7 @@ from gateway.provisioning.idempotency import IdempotencyKeys
 from gateway.scim.errors import ScimError
 from gateway.store.base import StateStore
 from gateway.tenants import TenantRegistry, build_tenant
-from gateway.wiring import make_adapter, make_store
+from gateway.wiring import dry_run, make_adapter, make_store
 
 STORE_KEY: web.AppKey[StateStore] = web.AppKey("store", StateStore)
 ADAPTERS_KEY: web.AppKey[list[Adapter]] = web.AppKey("adapters", list)
@@ -119,6 +119,8 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
     for name, tenant_settings in tenants.items():
         injected = adapter is not None and (len(tenants) == 1 or name == DEFAULT_TENANT)
         tenant_adapter = adapter if injected and adapter is not None else make_adapter(tenant_settings.backend)
+        if tenant_settings.dry_run:
+            tenant_adapter = dry_run(tenant_adapter, name)
         adapters.append(tenant_adapter)
         registry.add(
             build_tenant(name, tenant_settings, tenant_adapter, store, max_page_size=settings.max_page_size),

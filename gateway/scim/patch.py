@@ -154,6 +154,8 @@ def _resolve(path: AttrPath, rt: ResourceType) -> _Target:
 def _resolve_uncached(path: AttrPath, rt: ResourceType) -> _Target:
     urn = path.urn
     known_urn = urn is None or urn.lower() == rt.schema.id.lower() or rt.extension(urn) is not None
+    if urn is not None and not known_urn and split_custom_urn(f"{urn}:x", rt) is None:
+        raise invalid_path(f"Unknown schema '{urn}' for resource type {rt.name}")
     if not path.attr:
         ext = rt.extension(urn) if urn else None
         return _Target("schema", ext.id if ext else (None if known_urn else urn), "", urn or "")

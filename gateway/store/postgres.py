@@ -27,6 +27,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]  # ships no stubs or py.typed
 import orjson
@@ -128,7 +129,10 @@ class PostgresStore:
     # --- life cycle ---------------------------------------------------------------
 
     async def _create_pool(self, min_size: int, max_size: int) -> asyncpg.Pool:
-        settings = {"application_name": "scim-gateway"}
+        settings: dict[str, str] = {}
+        # asyncpg lets these override the DSN's own query parameters: name the client only when the DSN does not.
+        if "application_name" not in parse_qs(urlsplit(self.dsn).query):
+            settings["application_name"] = "scim-gateway"
         if self.schema is not None:
             settings["search_path"] = self.schema
         pool = await asyncpg.create_pool(self.dsn, min_size=min_size, max_size=max_size, server_settings=settings)
@@ -144,7 +148,7 @@ class PostgresStore:
             async with pool.acquire() as conn:
                 await self._migrate(conn)
                 self._namespace = str(await conn.fetchval("SELECT current_schema()"))
-            lock_pool = await self._create_pool(0, self.max_size)
+            lock_pool = await self._create_pool(self.min_size, self.max_size)
         except BaseException:
             await pool.close()
             raise

@@ -186,9 +186,9 @@ async def test_e17_filter_group_by_external_id(scim: Client) -> None:
 # E18 --------------------------------------------------------------------------------------------
 
 
-async def test_e18_replace_display_name_is_204(scim: Client) -> None:
+async def test_e18_replace_display_name(scim: Client) -> None:
     group = await create_group(scim, E15_CREATE)
-    after = await patch_group(scim, group["id"], E18_RENAME, expect=204)
+    after = await patch_group(scim, group["id"], E18_RENAME)
     new_name = "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName"
     assert after["displayName"] == new_name
     assert (await find_one(scim, "Groups", f'displayName eq "{new_name}"'))["id"] == group["id"]
@@ -201,7 +201,7 @@ async def test_e18_replace_display_name_is_204(scim: Client) -> None:
 async def test_e19_add_member_with_null_ref(scim: Client) -> None:
     [uid] = await _users(scim, 1)
     group = await create_group(scim, E15_CREATE)
-    after = await patch_group(scim, group["id"], E19_ADD_MEMBERS.replace("f648f8d5ea4e4cd38e9c", uid), expect=204)
+    after = await patch_group(scim, group["id"], E19_ADD_MEMBERS.replace("f648f8d5ea4e4cd38e9c", uid))
     assert member_ids(after) == [uid]
 
 
@@ -245,7 +245,7 @@ async def test_e20_remove_members_by_value_array_removes_only_those(scim: Client
     a, b, c = await _users(scim, 3)
     group = await _group_with_members(scim, [a, b, c])
     after = await patch_group(
-        scim, group["id"], E20_REMOVE_MEMBERS.replace("f648f8d5ea4e4cd38e9c", b), expect=204
+        scim, group["id"], E20_REMOVE_MEMBERS.replace("f648f8d5ea4e4cd38e9c", b) 
     )
     assert member_ids(after) == sorted([a, c])
 
@@ -261,7 +261,7 @@ async def test_e20_remove_member_by_value_filter(scim: Client) -> None:
     a, b = await _users(scim, 2)
     group = await _group_with_members(scim, [a, b])
     after = await patch_group(
-        scim, group["id"], E20_REMOVE_FILTER.replace("7f4bc1a3-285e-48ae-8202-5accb43efb0e", a), expect=204
+        scim, group["id"], E20_REMOVE_FILTER.replace("7f4bc1a3-285e-48ae-8202-5accb43efb0e", a) 
     )
     assert member_ids(after) == [b]
 

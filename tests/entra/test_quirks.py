@@ -638,13 +638,15 @@ async def test_q24_user_patch_returns_200_with_resource(scim: Client) -> None:
     assert reply.json["userName"] == "megan.bowen@contoso.com"
 
 
-async def test_q24_group_patch_returns_204_without_body(scim: Client) -> None:
+async def test_q24_group_patch_answers_200_with_the_group(scim: Client) -> None:
+    # Entra accepts 200 or 204; strict RFC clients expect the resource, so the gateway sends it.
     [a] = await _users(scim, 1)
     group = await create_group(scim, minimal_group("Q24 list"))
     reply = await call(scim, "PATCH", f"{BASE}/Groups/{group['id']}", patch_body(
         {"op": "Add", "path": "members", "value": [{"value": a}]}
-    ), expect=204)
-    assert reply.text == ""
+    ), expect=200)
+    assert reply.json["id"] == group["id"]
+    assert [m["value"] for m in reply.json["members"]] == [a]
 
 
 # Q25 --------------------------------------------------------------------------------------------

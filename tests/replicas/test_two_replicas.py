@@ -48,16 +48,18 @@ PER_REPLICA = 10
 @dataclass
 class Cluster:
     mock: str
+    api_key: str
     replicas: list[str]
     token: str
     state_dsn: str
     logs: list[Path]
 
-    def log_tails(self, lines: int = 15) -> str:
+    def log_tails(self, lines: int = 6, width: int = 400) -> str:
+        """The end of each process's log, for failure messages (the full logs stay in the temp dir)."""
         parts = []
         for path in self.logs:
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-            parts.append(f"--- {path.name}\n" + "\n".join(text))
+            text = [line[:width] for line in path.read_text(errors="replace").splitlines()[-lines:]]
+            parts.append(f"--- {path}\n" + "\n".join(text))
         return "\n".join(parts)
 
 
@@ -92,14 +94,6 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, deadline: 
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    _t = time.monotonic()
-    try:
-        _stop2(proc)
-    finally:
-        print("STOP", proc.args, time.monotonic() - _t, file=sys.stderr)
-
-
-def _stop2(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -107,6 +101,11 @@ def _stop2(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in reversed(procs):
+        _stop(proc)
 
 
 def _post_json(url: str, body: dict[str, Any]) -> None:
@@ -124,9 +123,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     procs: list[subprocess.Popen[bytes]] = []
     with contextlib.ExitStack() as stack:
         state_dsn = stack.enter_context(fresh_database("scim_replicas"))
-        # Registered after the database: processes stop before the database is dropped.
-        stack.callback(lambda: print("STOPPING", time.monotonic(), file=sys.stderr))
-        stack.callback(lambda: [_stop(p) for p in procs])
+        # Registered after the database: processes stop before it is dropped, gateways before the mock.
+        stack.callback(_stop_all, procs)
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_GATEWAY_")}
         base_env["PYTHONUNBUFFERED"] = "1"
 
@@ -138,9 +136,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             procs.append(proc)
             return proc, log
 
-        mock_url = f"http://127.0.0.1:{_free_port()}"
-        mock_port = mock_url.rsplit(":", 1)[1]
-        mock, mock_log = spawn("mock", ["mock-cleanmail", "--port", mock_port, "--api-key", api_key,
+        mock_port = _free_port()
+        mock_url = f"http://127.0.0.1:{mock_port}"
+        mock, mock_log = spawn("mock", ["mock-cleanmail", "--port", str(mock_port), "--api-key", api_key,
                                         "--control", "--auto-create-domains"], base_env)
         gateway_env = {
             **base_env,
@@ -152,7 +150,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "SCIM_GATEWAY_STATE": state_dsn,
             "SCIM_GATEWAY_LOG_LEVEL": "warning",
         }
-        # Both replicas start together on an empty database: their migrations race too.
+        # Both replicas start together on an empty database, so their migrations may overlap.
         replicas: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         for n in (1, 2):
             port = _free_port()
@@ -166,7 +164,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         # slowly: a missing lock shows up as a duplicate instead of hiding behind the backend.
         _post_json(f"{mock_url}/__mock__/quirks", {"reject_duplicates": False})
         _post_json(f"{mock_url}/__mock__/faults", {"latency_ms": 5, "latency_jitter_ms": 5, "seed": 7})
-        yield Cluster(mock_url, [r[0] for r in replicas], token, state_dsn, [mock_log, *(r[2] for r in replicas)])
+        yield Cluster(mock_url, api_key, [r[0] for r in replicas], token, state_dsn,
+                      [mock_log, *(r[2] for r in replicas)])
 
 
 @pytest.fixture
@@ -204,6 +203,15 @@ async def _mock_state(http: aiohttp.ClientSession, cluster: Cluster) -> dict[str
         assert resp.status == 200
         state: dict[str, Any] = await resp.json()
         return state
+
+
+async def _mock_api(http: aiohttp.ClientSession, cluster: Cluster, method: str, path: str, body: Any) -> Any:
+    """Change the mock behind the gateways' backs, as an administrator of the mail platform would."""
+    headers = {"X-API-Key": cluster.api_key, "Content-Type": "application/json"}
+    async with http.request(method, f"{cluster.mock}/api/v1{path}", data=json.dumps(body), headers=headers) as resp:
+        reply = await resp.json(content_type=None)
+        assert resp.status in (200, 201) and reply.get("status") != "error", f"{method} {path}: {reply}"
+        return reply
 
 
 def _scim(cluster: Cluster, replica: int, path: str) -> str:
@@ -296,7 +304,7 @@ async def test_member_adds_split_across_replicas_are_all_kept(
     # Each PATCH saw the one before it: twenty writes, twenty distinct versions, none reused.
     etags = [r.etag for r in patches]
     assert len(set(etags)) == len(etags), f"two writes produced the same ETag: {sorted(map(str, etags))}"
-    final = set()
+    final: set[str | None] = set()
     for replica in (0, 1):
         reply = await _call(http, "GET", _scim(cluster, replica, f"/Groups/{group['id']}"))
         got = _expect(reply, 200, f"GET group via replica {replica}", cluster)
@@ -360,3 +368,47 @@ async def test_one_if_match_wins_across_replicas(cluster: Cluster, http: aiohttp
     (winner,) = [n for n, r in enumerate(replies) if r.status == 200]
     (mailbox,) = [m for m in (await _mock_state(http, cluster))["mailboxes"] if m["address"] == address]
     assert mailbox["display_name"] == f"Writer {winner}"
+
+
+async def _mailboxes_made_outside(http: aiohttp.ClientSession, cluster: Cluster, prefix: str, n: int) -> list[str]:
+    addresses = [f"{prefix}-{i}@{DOMAIN}" for i in range(n)]
+    for address in addresses:
+        await _mock_api(http, cluster, "POST", "/mailboxes", {"address": address})
+    return addresses
+
+
+async def test_mailbox_made_outside_is_adopted_once_across_replicas(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    (address,) = await _mailboxes_made_outside(http, cluster, _unique("legacy"), 1)
+    replies = await asyncio.gather(*(
+        _call(http, "GET", _scim(cluster, n % 2, "/Users") + f'?filter=userName eq "{address}"')
+        for n in range(2 * PER_REPLICA)
+    ))
+    ids: set[str] = set()
+    for n, reply in enumerate(replies):
+        body = _expect(reply, 200, f"GET /Users?filter=userName eq {address} via replica {n % 2}", cluster)
+        ids.update(u["id"] for u in body["Resources"])
+    assert len(ids) == 1, f"replicas adopted {address} under {len(ids)} ids: {ids}"
+
+
+async def test_members_made_outside_are_adopted_by_concurrent_reads(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    prefix = _unique("outside")
+    addresses = await _mailboxes_made_outside(http, cluster, prefix, 6)
+    group = _expect(await _call(http, "POST", _scim(cluster, 0, "/Groups"),
+                                {"schemas": [GROUP_URN], "displayName": prefix}), 201, "POST /Groups", cluster)
+    (dist,) = [d for d in (await _mock_state(http, cluster))["lists"] if d["display_name"] == prefix]
+    await _mock_api(http, cluster, "POST", f"/lists/{dist['address']}/members", {"add": addresses})
+    # Entra's next cycle reads the group from both replicas at once; each finds unmapped members.
+    replies = await asyncio.gather(*(
+        _call(http, "GET", _scim(cluster, n % 2, f"/Groups/{group['id']}")) for n in range(2 * PER_REPLICA)
+    ))
+    member_sets: set[tuple[str, ...]] = set()
+    for n, reply in enumerate(replies):
+        body = _expect(reply, 200, f"GET /Groups/{group['id']} via replica {n % 2} (members added outside)",
+                       cluster)
+        member_sets.add(tuple(sorted(m["value"] for m in body["members"])))
+    assert len(member_sets) == 1, f"replicas disagree on the members' ids: {member_sets}"
+    assert len(next(iter(member_sets))) == len(addresses)

@@ -802,6 +802,13 @@ def test_hand_built_operations_including_path_less() -> None:
                                                                             displayName=None)
 
 
+def test_hand_built_path_under_a_reserved_urn_is_rejected() -> None:
+    operation = PatchOperation("add", AttrPath("x", urn="urn:ietf:params:scim:api:messages:2.0:PatchOp"), "v")
+    with pytest.raises(ScimError) as info:
+        apply_patch(make_user(), [operation], USER_RESOURCE)
+    assert info.value.scim_type == "invalidPath"
+
+
 def test_untouched_values_are_shared_not_copied() -> None:
     start = make_user(phoneNumbers=[{"type": "work", "value": "1"}])
     result = run(start, E10_DEFAULT)
