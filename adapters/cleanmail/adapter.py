@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from adapters.base import (
@@ -71,6 +73,29 @@ def _row(value: Any) -> Row:
     if not isinstance(value, dict) or "address" not in value:
         raise Transient("Cleanmail sent a reply without the expected object")
     return value
+
+
+# Mailboxes read in the current request (task), for the full-replace PUT that follows the read.
+_RECENT: ContextVar[dict[str, tuple[float, Row]] | None] = ContextVar("cleanmail_recent_reads", default=None)
+_RECENT_MAX_AGE_S = 2.0
+
+
+def _remember(row: Row) -> None:
+    recent = _RECENT.get()
+    if recent is None or len(recent) > 16:
+        recent = {}
+        _RECENT.set(recent)
+    recent[str(row.get("address", "")).lower()] = (time.monotonic(), row)
+
+
+def _recall(address: str) -> Row | None:
+    recent = _RECENT.get()
+    if not recent:
+        return None
+    found = recent.pop(address.lower(), None)
+    if found is None or time.monotonic() - found[0] > _RECENT_MAX_AGE_S:
+        return None
+    return found[1]
 
 
 class CleanmailAdapter:
@@ -221,7 +246,9 @@ class CleanmailAdapter:
         return [user_record(row)]
 
     async def get_user(self, key: str) -> UserRecord:
-        return user_record(await self._mailbox(key))
+        row = await self._mailbox(key)
+        _remember(row)
+        return user_record(row)
 
     async def create_user(self, attributes: Mapping[str, Any]) -> UserRecord:
         body = new_mailbox(attributes)
@@ -232,7 +259,9 @@ class CleanmailAdapter:
         return user_record(_row(reply))
 
     async def update_user(self, key: str, changes: Mapping[str, Any]) -> UserRecord:
-        current = await self._mailbox(key)
+        # The gateway reads a mailbox right before it changes it: reuse that read (same request,
+        # at most a moment old) instead of asking the platform twice.
+        current = _recall(key) or await self._mailbox(key)
         fields = editable_fields(current)
         new_address = apply_user_changes(fields, flatten(changes))
         row = current

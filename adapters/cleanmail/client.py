@@ -33,6 +33,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from yarl import URL
 
 from adapters.base import AlreadyExists, NotFound, Rejected, Transient
+from adapters.telemetry import note_retry
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,7 @@ class CleanmailClient:
 
     def _before_sleep(self, state: RetryCallState, call: _Call) -> None:
         self.stats.retries += 1
+        note_retry()
         failure = state.outcome.exception() if state.outcome else None
         log.info(
             "cleanmail %s %s failed (%s); attempt %d in %.2fs",

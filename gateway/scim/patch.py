@@ -213,8 +213,9 @@ def parse_patch(body: Any, rt: ResourceType) -> list[PatchOperation]:
             raw_ops = value
     if raw_ops is _MISSING:
         raise invalid_syntax("The PatchOp message has no 'Operations' list")
-    if not isinstance(raw_ops, list):
-        raise invalid_syntax("'Operations' must be a list of operations")
+    if not isinstance(raw_ops, list) or not raw_ops:
+        # RFC 7644 §3.5.2: "an array of one or more PATCH operations".
+        raise invalid_syntax("'Operations' must be a list of one or more operations")
     out: list[PatchOperation] = []
     for index, raw in enumerate(raw_ops):
         _parse_one(raw, index, rt, out)

@@ -138,12 +138,10 @@ def test_arbitrary_paths_raise_only_invalid_path(text: str) -> None:
 
 WORDS = st.sampled_from(["a", "A"])
 VALUES = st.sampled_from(["a", "A", "ab"])
-DEPT = f"{ENTERPRISE_SCHEMA}:department"
-FILTERABLE_CHOICES = ["userName", "externalId", "active", "emails.value", "title", DEPT]
+FILTERABLE_CHOICES = ["userName", "externalId", "active", "emails.value", "title", f"{ENTERPRISE_SCHEMA}:department"]
 
-
-# A deliberately small universe: with few attributes and values, independent random resources
-# still hit the interesting cases (case folding, caseExact, multi-valued, value filters) often.
+# A deliberately small universe, so that a fixed corpus can hold every combination of values
+# that matters (case folding, caseExact, multi-valued, value filters).
 STRING_PATHS = [
     AttrPath("userName"), AttrPath("externalId"), AttrPath("title"), AttrPath("emails"),
     AttrPath("department", None, ENTERPRISE_SCHEMA),

@@ -817,8 +817,9 @@ def test_untouched_values_are_shared_not_copied() -> None:
     assert result["emails"] is start["emails"]
 
 
-def test_empty_operations_list_is_a_no_op() -> None:
-    assert run(make_user(), ops()) == make_user()
+def test_empty_operations_list_is_rejected_but_applying_no_operations_is_a_no_op() -> None:
+    assert fails(make_user(), ops()).scim_type == "invalidSyntax"
+    assert apply_patch(make_user(), [], USER_RESOURCE) == make_user()
 
 
 def test_single_operation_patch_is_fast() -> None:
