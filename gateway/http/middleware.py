@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
 
+from adapters import telemetry
+from gateway.http.observe import METRICS_KEY, describe, safe_request_id
 from gateway.http.render import error_response
+from gateway.metrics import NO_TENANT
 from gateway.provisioning.idempotency import IdempotencyKeys, StoredReply, fingerprint
 from gateway.scim.errors import ScimError
 from gateway.tenants import Tenant, TenantRegistry
@@ -39,9 +41,14 @@ def _http_error(exc: web.HTTPException) -> ScimError:
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id in, request id out, one log line per request, every error as a SCIM Error."""
-    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    request_id = safe_request_id(request.headers.get("X-Request-ID"))
     started = time.perf_counter()
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    stats = telemetry.RequestStats()
+    stats_token = telemetry.CURRENT.set(stats)
+    metrics = request.app.get(METRICS_KEY)
+    if metrics is not None:
+        metrics.in_flight.inc()
     status = 500
     try:
         try:
@@ -50,6 +57,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response = error_response(exc)
         except web.HTTPException as exc:
             if exc.status < 400:
+                status = exc.status
                 raise
             response = error_response(_http_error(exc))
         except Exception:
@@ -60,16 +68,27 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response.headers["X-Request-ID"] = request_id
         return response
     finally:
-        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "-"
+        elapsed = time.perf_counter() - started
+        route, operation = describe(request)
         tenant = request.get(TENANT_KEY)
+        tenant_id = tenant.id if tenant is not None else None
         log.info(
             "request",
             method=request.method,
             route=route,
+            operation=operation,
             status=status,
-            tenant=tenant.id if tenant is not None else None,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            tenant=tenant_id,
+            duration_ms=round(elapsed * 1000, 2),
+            backend_calls=stats.backend_calls,
+            backend_retries=stats.retries,
         )
+        if metrics is not None:
+            metrics.in_flight.dec()
+            metrics.observe_request(tenant_id or NO_TENANT, operation, status, elapsed)
+            if status in (429, 503):
+                metrics.observe_throttle(tenant_id or NO_TENANT, status, stats.throttle_reason or "other")
+        telemetry.CURRENT.reset(stats_token)
         structlog.contextvars.unbind_contextvars("request_id")
 
 

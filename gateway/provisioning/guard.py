@@ -11,15 +11,43 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
-from adapters.base import AlreadyExists, Rejected, Transient
+import structlog
+
+from adapters import telemetry
+from adapters.base import AlreadyExists, NotFound, Rejected, Transient
+from gateway.provisioning.breaker import UNSETTLED, CircuitBreaker
 from gateway.scim.errors import ScimError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_RETRY_AFTER = 5.0
+log = structlog.get_logger("gateway.backend")
+
+
+class CallObserver(Protocol):
+    """Told about every backend call: its operation, outcome label and duration."""
+
+    def __call__(self, operation: str, outcome: str, seconds: float) -> None: ...
+
+
+_OPERATION_NAMES: dict[Any, str] = {}
+
+
+def operation_name(fn: Callable[..., Any]) -> str:
+    """A stable label for the adapter call ``fn`` (cached per function, not per bound method)."""
+    func = getattr(fn, "__func__", fn)
+    name = _OPERATION_NAMES.get(func)
+    if name is None:
+        name = getattr(func, "__name__", "call")
+        rt = getattr(getattr(fn, "__self__", None), "rt", None)
+        if name.startswith("_") and rt is not None:
+            # A service's private wrapper (``UserService._find``) calls the adapter's find_users.
+            name = f"{name.strip('_')}_{str(rt.name).lower()}s"
+        _OPERATION_NAMES[func] = name
+    return name
 
 
 def transient_error(exc: Transient) -> ScimError:
@@ -40,12 +68,15 @@ class BackendGuard:
         self._queue_timeout = queue_timeout
         self.calls = 0
         self.in_flight = 0
+        self.breaker: CircuitBreaker | None = None
+        self.observer: CallObserver | None = None
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
         try:
             await asyncio.wait_for(self._slots.acquire(), self._queue_timeout)
         except TimeoutError:
+            telemetry.note_throttle("concurrency")
             raise ScimError(
                 429,
                 "Too many concurrent requests for this tenant's mail platform; retry later.",
@@ -63,16 +94,54 @@ class BackendGuard:
 
         NotFound and AlreadyExists pass through: only the caller knows what they mean there.
         """
-        async with self._slot():
-            self.calls += 1
+        breaker = self.breaker
+        trial = False
+        if breaker is not None:
             try:
-                return await fn(*args, **kwargs)
-            except AlreadyExists:
+                trial = breaker.admit()
+            except ScimError:
+                telemetry.note_throttle("circuit_open")
                 raise
-            except Transient as exc:
-                raise transient_error(exc) from exc
-            except Rejected as exc:
-                raise rejected_error(exc) from exc
+        outcome = UNSETTLED
+        try:
+            async with self._slot():
+                self.calls += 1
+                stats = telemetry.current()
+                retries_before = 0
+                if stats is not None:
+                    stats.backend_calls += 1
+                    retries_before = stats.retries
+                started = time.perf_counter()
+                try:
+                    result = await fn(*args, **kwargs)
+                    outcome = "ok"
+                    return result
+                except NotFound:
+                    outcome = "not_found"
+                    raise
+                except AlreadyExists:
+                    outcome = "conflict"
+                    raise
+                except Transient as exc:
+                    outcome = "rate_limited" if exc.rate_limited else "transient"
+                    telemetry.note_throttle("backend_rate_limited" if exc.rate_limited else "backend_unavailable")
+                    raise transient_error(exc) from exc
+                except Rejected as exc:
+                    outcome = "rejected"
+                    raise rejected_error(exc) from exc
+                finally:
+                    self._observe(fn, outcome, time.perf_counter() - started, stats, retries_before)
+        finally:
+            if breaker is not None:
+                breaker.settle(outcome, trial)
+
+    def _observe(self, fn: Callable[..., Any], outcome: str, seconds: float,
+                 stats: telemetry.RequestStats | None, retries_before: int) -> None:
+        operation = operation_name(fn)
+        if self.observer is not None:
+            self.observer(operation, outcome, seconds)
+        log.debug("backend call", operation=operation, outcome=outcome, duration_ms=round(seconds * 1000, 2),
+                  retries=stats.retries - retries_before if stats is not None else None)
 
 
 class RateLimiter:
@@ -93,5 +162,6 @@ class RateLimiter:
             self._tokens -= 1.0
             return
         wait = (1.0 - self._tokens) / self.rate
+        telemetry.note_throttle("rate_limit")
         raise ScimError(429, f"This tenant's request rate limit ({self.rate:g}/s) is exceeded; retry later.",
                         retry_after=wait)

@@ -109,8 +109,7 @@ def _render(f: Filter, min_precedence: int) -> str:
     if isinstance(f, Present):
         return f"{render_path(f.path)} pr"
     if isinstance(f, ValuePath):
-        base = f"{f.path.urn}:{f.path.attr}" if f.path.urn else f.path.attr
-        return f"{base}[{_render(f.filter, 0)}]"
+        return f"{render_path(AttrPath(f.path.attr, None, f.path.urn))}[{_render(f.filter, 0)}]"
     if isinstance(f, Not):
         return f"not ({_render(f.expr, 0)})"
     if isinstance(f, And):
@@ -291,10 +290,10 @@ def _compile_path(path: AttrPath, scope: Scope, strict: bool) -> tuple[Attribute
         def getter(o: Resource) -> list[Any]:
             return [el for el in unfiltered(o) if isinstance(el, dict) and keep(el)]
 
-    if path.sub_attr is None or not isinstance(scope, ResourceType):
-        # Inside a value filter the path already names a sub-attribute; there is nothing below it.
-        return (attribute, getter) if path.sub_attr is None else None
-    sub = attribute.sub(path.sub_attr)
+    if path.sub_attr is None:
+        return attribute, getter
+    # Inside a value filter the path already names a sub-attribute; there is nothing below it.
+    sub = attribute.sub(path.sub_attr) if isinstance(scope, ResourceType) else None
     if sub is None:
         return None
     sub_key = sub.name

@@ -57,7 +57,7 @@ _NAME = r"\$?[A-Za-z][A-Za-z0-9_\-]*"
 _NAME_RE = re.compile(_NAME)
 _PLAIN_PATH_RE = re.compile(rf"({_NAME})(?:\.({_NAME}))?")
 _NUMBER_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
-_KNOWN_URNS: dict[str, str] = {s.id.lower(): s.id for s in ALL_SCHEMAS}
+_KNOWN_URNS: frozenset[str] = frozenset(s.id.lower() for s in ALL_SCHEMAS)
 
 ErrorFactory = Callable[[str], ScimError]
 
@@ -125,8 +125,8 @@ def decode_word(token: Token, error: ErrorFactory) -> Literal_:
         return number
     if lower in KEYWORDS:
         raise error(
-            f"expected a value (a quoted string, number, true, false or null) at character "
-            f"{token.start + 1}, found the keyword '{word}'"
+            f"at character {token.start + 1}: expected a value (a quoted string, number, true, false or "
+            f"null), found the keyword '{word}'"
         )
     return word
 

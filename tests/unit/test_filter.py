@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import timeit
 from typing import Any
 
 import pytest
@@ -171,12 +170,6 @@ def test_fast_path_and_general_parser_agree() -> None:
 
     for text in ['userName eq "x"', 'name.givenName Sw "J"', 'externalId eq ""', ' userName  eq  "a b" ']:
         assert parse_filter(text) == parse_filter_tokens(text)
-
-
-def test_simple_filter_parses_fast() -> None:
-    text = 'userName eq "Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee"'
-    per_call = min(timeit.repeat(lambda: parse_filter(text), number=2000, repeat=3)) / 2000
-    assert per_call < 50e-6  # measured ~2 µs; generous for slow CI machines
 
 
 # --- errors ------------------------------------------------------------------------------------
