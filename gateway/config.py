@@ -137,6 +137,28 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="Seconds between sweeps that settle interrupted backend writes."
     )
     idempotency_ttl: float = Field(default=86400.0, gt=0, description="Seconds an Idempotency-Key is remembered.")
+    log_hash_user_names: bool = Field(
+        default=False, description="Log a salted sha256 prefix instead of userNames and mail addresses."
+    )
+    log_hash_salt: SecretStr | None = Field(
+        default=None, description="Salt of log_hash_user_names; the same on every replica makes lines comparable "
+        "(default: random per process).",
+    )
+    trust_proxy: bool = Field(
+        default=False, description="Build response URLs from a reverse proxy's X-Forwarded-Proto/X-Forwarded-Host."
+    )
+    tls_cert_file: Path | None = Field(default=None, description="PEM certificate chain: serve HTTPS (TLS >= 1.2).")
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file.")
+    shutdown_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds in-flight requests may still take after SIGTERM."
+    )
+    circuit_failure_threshold: int = Field(
+        default=5, ge=0, description="Consecutive backend failures after which a tenant's requests get 503 at once "
+        "(0 disables the circuit breaker).",
+    )
+    circuit_open_seconds: float = Field(
+        default=30.0, gt=0, description="Seconds an open circuit answers 503 before it lets one trial call through."
+    )
 
     @field_validator("state")
     @classmethod
@@ -144,6 +166,12 @@ class Settings(BaseSettings):
         if value == "memory" or value.startswith(("sqlite://", "postgresql://", "postgres://")):
             return value
         raise ValueError("must be 'memory', 'sqlite:///path/to/file' or a 'postgresql://' DSN")
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both tls_cert_file and tls_key_file, or neither")
+        return self
 
     @model_validator(mode="after")
     def _check_tenants(self) -> Settings:

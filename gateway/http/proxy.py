@@ -31,13 +31,11 @@ def _first(value: str | None) -> str | None:
 
 @web.middleware
 async def forwarded(request: web.Request, handler: Handler) -> web.StreamResponse:
-    proto = _first(request.headers.get("X-Forwarded-Proto"))
+    proto = (_first(request.headers.get("X-Forwarded-Proto")) or "").lower()
     host = _first(request.headers.get("X-Forwarded-Host"))
-    changes: dict[str, str] = {}
-    if proto is not None and proto.lower() in _SCHEMES:
-        changes["scheme"] = proto.lower()
-    if host is not None and _HOST.fullmatch(host):
-        changes["host"] = host
-    if changes:
-        request = request.clone(**changes)
+    scheme = proto if proto in _SCHEMES else request.scheme
+    if host is None or not _HOST.fullmatch(host):
+        host = request.host
+    if scheme != request.scheme or host != request.host:
+        request = request.clone(scheme=scheme, host=host)
     return await handler(request)

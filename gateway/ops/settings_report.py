@@ -67,7 +67,8 @@ def load(config_file: Path | None) -> Settings:
     except ValidationError as exc:
         raise ConfigProblems(explain(exc, _read_toml(path), path)) from None
     except ValueError as exc:
-        raise ConfigProblems([f"tenants: {exc}"]) from None
+        problem, _, fix = str(exc).partition(": ")
+        raise ConfigProblems([f"tenants: {problem} — {fix or 'correct the tenants'}"]) from None
     return settings
 
 
@@ -109,14 +110,15 @@ def setting_name(loc: Sequence[int | str], document: dict[str, Any], path: Path 
     where = f" in {path}" if path is not None else ""
     if not parts:
         return f"the configuration{where}"
-    if parts[0] == "tenants" or len(parts) > 1:
+    if parts[0] == "tenants":
         return ".".join(parts) + where
+    entry = f" entry {'.'.join(parts[1:])}" if len(parts) > 1 else ""
     env = f"{ENV_PREFIX}{parts[0].upper()}"
     if any(name.upper() == env for name in os.environ):
-        return env
+        return env + entry
     if parts[0] in document.get("gateway", {}):
-        return f"[gateway] {parts[0]}{where}"
-    return f"{env} (or [gateway] {parts[0]} in the config file)"
+        return f"[gateway] {parts[0]}{entry}{where}"
+    return f"{env}{entry} (or [gateway] {parts[0]} in the config file)"
 
 
 def _shown(value: Any) -> bool:
@@ -151,10 +153,13 @@ def _field(loc: Sequence[int | str]) -> tuple[FieldInfo | None, type[BaseModel] 
     for part in loc:
         if model is None:
             break
+        holder = model
         if isinstance(part, str) and part in model.model_fields:
-            holder, info = model, model.model_fields[part]
+            info = model.model_fields[part]
             model = _model_in(info.annotation)
-        # Anything else is a dict key (a tenant's name) or a list index: same model below it.
+        else:
+            # A dict key (a tenant's name), a list index, or a misspelt setting of this model.
+            info = None
     return info, holder
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.scim.schema import COMMON, Attribute, ResourceType, split_urn
 
-__all__ = ["parse_attribute_list", "project"]
+__all__ = ["project"]
 
 Resource = dict[str, Any]
 Subs = frozenset[str] | None  # None: the whole attribute
@@ -50,15 +50,6 @@ class _TypeInfo:
 _TYPE_INFO: dict[int, tuple[ResourceType, _TypeInfo]] = {}
 _PLANS: dict[tuple[int, tuple[str, ...], bool], tuple[ResourceType, _Selection]] = {}
 _MAX_PLANS = 512
-
-
-def parse_attribute_list(value: str | None) -> list[str] | None:
-    """Split a comma-separated ``attributes`` / ``excludedAttributes`` value; None when empty."""
-    if value is None:
-        return None
-    names = [part.strip() for part in value.split(",")]
-    kept = [name for name in names if name]
-    return kept or None
 
 
 def _type_info(rt: ResourceType) -> _TypeInfo:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.scim.projection import parse_attribute_list, project
+from gateway.scim.projection import project
+from gateway.scim.query import parse_projection
 from gateway.scim.schema import ENTERPRISE_SCHEMA, GROUP_RESOURCE, GROUP_SCHEMA, USER_RESOURCE, USER_SCHEMA
 
 ENT = ENTERPRISE_SCHEMA
@@ -203,4 +204,6 @@ def test_repeated_calls_use_the_same_plan_consistently() -> None:
     ],
 )
 def test_parse_attribute_list(value: str | None, expected: list[str] | None) -> None:
-    assert parse_attribute_list(value) == expected
+    params = {} if value is None else {"attributes": value}
+    parsed = parse_projection(params).attributes
+    assert (list(parsed) if parsed is not None else None) == expected
