@@ -40,7 +40,8 @@ def _rows(model: type[BaseModel], env_prefix: str | None, toml_prefix: str) -> l
         if name == "tenants" or (model is TenantSettings and name == "backend"):
             continue  # nested tables, documented separately
         env = f"`{env_prefix}{name.upper()}`" if env_prefix else ""
-        rows.append(f"| `{toml_prefix}{name}` | {env} | {_type(field)} | {_default(field)} | {field.description or ''} |")
+        meaning = field.description or ""
+        rows.append(f"| `{toml_prefix}{name}` | {env} | {_type(field)} | {_default(field)} | {meaning} |")
     return rows
 
 
