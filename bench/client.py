@@ -46,8 +46,9 @@ class Http:
         _, data = await self.call("POST", f"{self.base}/Users", user_body(name, ext), expect=(201,))
         return str(data["id"])
 
-    async def create_group(self, name: str, ext: str) -> str:
-        _, data = await self.call("POST", f"{self.base}/Groups", group_body(name, ext), expect=(201,))
+    async def create_group(self, name: str, ext: str, microsoft_urn: bool = True) -> str:
+        body = group_body(name, ext, microsoft_urn)
+        _, data = await self.call("POST", f"{self.base}/Groups", body, expect=(201,))
         return str(data["id"])
 
     async def filter_users(self, name: str) -> int:
@@ -90,11 +91,12 @@ def seed_users(url: str, token: str, base: str, names: Sequence[str], concurrenc
     return asyncio.run(go())
 
 
-def seed_groups(url: str, token: str, base: str, names: Sequence[str], concurrency: int = 16) -> list[str]:
+def seed_groups(url: str, token: str, base: str, names: Sequence[str], concurrency: int = 16,
+                microsoft_urn: bool = True) -> list[str]:
     async def go() -> list[str]:
         async with Http(url, token, base, limit=concurrency) as http:
             def job(name: str) -> Callable[[], Awaitable[str]]:
-                return lambda: http.create_group(name, "ext-" + name)
+                return lambda: http.create_group(name, "ext-" + name, microsoft_urn)
             return await bounded([job(n) for n in names], concurrency)
     return asyncio.run(go())
 

@@ -50,10 +50,14 @@ def user_body(user_name: str, external_id: str) -> dict[str, object]:
     }
 
 
-def group_body(display_name: str, external_id: str) -> dict[str, object]:
-    """Entra's create body (E15): no members."""
+MS_GROUP_URN = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
+
+
+def group_body(display_name: str, external_id: str, microsoft_urn: bool = True) -> dict[str, object]:
+    """Entra's create body (E15): no members, with Microsoft's non-standard schema URI (scim2-server
+    refuses that URI with a 400, so it is seeded without it)."""
     return {
-        "schemas": [GROUP_URN, "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
+        "schemas": [GROUP_URN, MS_GROUP_URN] if microsoft_urn else [GROUP_URN],
         "externalId": external_id,
         "displayName": display_name,
         "meta": {"resourceType": "Group"},

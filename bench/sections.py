@@ -114,7 +114,8 @@ def _seed_for_hot_paths(ctx: Context, server: Server, pools: int) -> Seeded:
     hot = seed_users(server.url, server.token, server.base, _names("bench.user", p.hot_users))
     active = seed_users(server.url, server.token, server.base, _names("bench.active", pools * p.active_pool))
     groups = seed_groups(server.url, server.token, server.base,
-                         [f"bench group {i}" for i in range(pools * p.groups_per_run + 1)])
+                         [f"bench group {i}" for i in range(pools * p.groups_per_run + 1)],
+                         microsoft_urn=server.base != launch.PEER_BASE)
     return Seeded(
         hot_ids=hot,
         active_pools=[active[k * p.active_pool:(k + 1) * p.active_pool] for k in range(pools)],

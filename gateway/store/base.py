@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -130,6 +130,23 @@ class StateStore(Protocol):
         self, tenant: str, resource_type: str | None = None, natural_key: str | None = None
     ) -> list[JournalEntry]:
         """Entries of a tenant, oldest first, optionally only those about one natural key."""
+
+
+@runtime_checkable
+class MappingScanner(Protocol):
+    """A store that can walk all mappings of a tenant (for ``scim-gateway reconcile``).
+
+    Kept apart from StateStore so that serving never depends on it.
+    """
+
+    async def iter_mappings(
+        self, tenant: str, resource_type: str, after_id: str | None, limit: int
+    ) -> list[StoredResource]:
+        """Up to ``limit`` mappings with ids above ``after_id`` (None: from the start), in id order.
+
+        Keyset paging: a walk stays complete and free of repeats while mappings are added or
+        deleted, including by the walker itself.
+        """
 
 
 def encode_entry(entry: JournalEntry) -> bytes:

@@ -111,6 +111,13 @@ class MemoryStore:
         if old.external_id is not None:
             by_ext.get(old.external_id, set()).discard(id)
 
+    async def iter_mappings(
+        self, tenant: str, resource_type: str, after_id: str | None, limit: int
+    ) -> list[StoredResource]:
+        by_id = self._maps(tenant, resource_type)[0]
+        ids = sorted(i for i in by_id if after_id is None or i > after_id)[:limit]
+        return [copy.deepcopy(by_id[i]) for i in ids]
+
     async def journal_add(self, tenant: str, entry: JournalEntry) -> None:
         self._journal.setdefault(tenant, {})[entry.id] = copy.deepcopy(entry)
 

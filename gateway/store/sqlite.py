@@ -203,6 +203,15 @@ class SqliteStore:
         self.db.execute("DELETE FROM resources WHERE tenant=? AND resource_type=? AND id=?",
                         (tenant, resource_type, id))
 
+    async def iter_mappings(
+        self, tenant: str, resource_type: str, after_id: str | None, limit: int
+    ) -> list[StoredResource]:
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM resources WHERE tenant=? AND resource_type=? AND id>? ORDER BY id LIMIT ?",
+            (tenant, resource_type, after_id or "", limit),
+        ).fetchall()
+        return [_row(r) for r in rows]
+
     async def journal_add(self, tenant: str, entry: JournalEntry) -> None:
         self.db.execute(
             "INSERT INTO journal (tenant, id, resource_type, natural_key, body, created) VALUES (?,?,?,?,?,?)",

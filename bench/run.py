@@ -1,0 +1,183 @@
+"""``python -m bench.run --quick|--full``: the gateway beside its baselines, in one run.
+
+    make bench-quick   under 2 minutes, results printed as a table (and in bench/results/quick/)
+    make bench         ~15 minutes, medians over 3 repetitions, writes bench/results/
+                       (latest.json, results.md, chart.png, profiles/)
+
+Servers run pinned to one core, the load generator (wrk, else an aiohttp client) to the
+other; every child process is bounded in time and stopped at the end, on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import procs
+from bench.load import wrk_path
+from bench.report import console_table, evaluate_targets, write_results
+from bench.sections import Context, Profile, backend, hot_paths, initial_cycle, profiles, scale
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+QUICK = Profile(
+    name="quick", reps=1, duration_s=1, concurrencies=(8, 64), hot_users=500, active_pool=300, groups_per_run=50,
+    warmup_s=1, mock_concurrencies=(8,), mock_reps=1, mock_duration_s=1, cycle_users=1000, cycle_concurrency=16,
+    scale_sizes=(1000, 10000), scale_duration_s=1, profile_scenarios=(), budget_s=170,
+)
+FULL = Profile(
+    name="full", reps=3, duration_s=3, concurrencies=(8, 64), hot_users=1000, active_pool=500, groups_per_run=100,
+    bare_asyncio=True, warmup_s=2, mock_concurrencies=(8, 64), mock_reps=2, mock_duration_s=3, cycle_users=10000,
+    cycle_concurrency=16, scale_sizes=(1000, 10000, 100000), scale_duration_s=3,
+    profile_scenarios=("filter_hit", "post_user", "patch_replace", "group_add"), profile_duration_s=5,
+    budget_s=1800,
+)
+SECTIONS = ("hot", "backend", "cycle", "scale", "profile")
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def _memory_gb() -> float:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        return 0.0
+
+
+def machine(ctx: Context, generator: str) -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(), "cores_usable": len(procs.cores()), "cpu_model": _cpu_model(),
+        "memory_gb": _memory_gb(), "python": platform.python_version(), "platform": platform.platform(),
+        "aiohttp": _version("aiohttp"), "uvloop": _version("uvloop"), "orjson": _version("orjson"),
+        "scim2_server": _version("scim2-server"), "uvicorn": _version("uvicorn"),
+        "generator": generator, "wrk": wrk_path() or "not installed",
+        "server_cores": ",".join(map(str, sorted(ctx.server_cpus))),
+        "load_cores": ",".join(map(str, sorted(ctx.load_cpus))),
+        "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+NOTES = [
+    "Each server is a separate process pinned to core 0 (`os.sched_setaffinity`); the load generator and the "
+    "harness are pinned to core 1. The Cleanmail mock (the 'remote' backend) shares core 1 with the load generator.",
+    "Load generator: wrk 4.1 (Debian package), one thread, HTTP/1.1 keep-alive, `--timeout 10s`, Lua scripts "
+    "rendered from `bench/scenarios.py`. One wrk thread drives > 50k req/s on its core, so it never limits the "
+    "servers measured here; a Python client on one core would (bench/pyload.py is the fallback when wrk is absent).",
+    "Request bodies are Microsoft's documented Entra requests: E2 create, E4/E5 filter with `+` for spaces, "
+    "E8 replace, E10 `\"active\": \"False\"` (default engine), E19 member add with `\"$ref\": null`.",
+    "Every write is a real change: unique userNames per POST, PATCH values carry the request number, "
+    "`active` alternates False/True over a pool that starts active, member adds use fresh groups per run.",
+    "Latency: wrk's closed-loop latency (time from sending a request to its full response), so p99 includes "
+    "queueing behind the other connections.",
+    "Server CPU per request: user+system CPU of the server process over the run (from /proc, 10 ms ticks) "
+    "divided by requests. 'Foreign CPU' = CPU used on the server core by processes other than the server.",
+    "Gateway settings: `SCIM_GATEWAY_LOG_LEVEL=warning` (no access log), memory state for the hot paths, "
+    "SQLite state for the mock and cycle scenarios (the deployment default).",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--quick", action="store_true", help="under 2 minutes, 1 repetition, 1k/10k users")
+    mode.add_argument("--full", action="store_true", help="~15 minutes, 3 repetitions, 10k cycle, 100k scale")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default bench/results[/quick])")
+    parser.add_argument("--reps", type=int, default=None, help="override the repetitions")
+    parser.add_argument("--duration", type=float, default=None, help="override seconds per hot-path run")
+    parser.add_argument("--cycle-users", type=int, default=None)
+    parser.add_argument("--cycle-concurrency", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    profile = QUICK if args.quick else FULL
+    overrides = {"reps": args.reps, "duration_s": args.duration, "cycle_users": args.cycle_users,
+                 "cycle_concurrency": args.cycle_concurrency}
+    profile = dataclasses.replace(profile, **{k: v for k, v in overrides.items() if v is not None})
+    out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
+    server_cpus, load_cpus = procs.core_plan()
+    os.sched_setaffinity(0, load_cpus)  # the harness itself stays off the server's core
+    generator = args.generator if args.generator != "auto" else ("wrk" if wrk_path() else "python")
+    work = Path(tempfile.mkdtemp(prefix="scim-bench-"))
+    ctx = Context(profile=profile, out=out, work=work, server_cpus=server_cpus, load_cpus=load_cpus,
+                  generator=generator, sections=set(args.only.split(",")))
+    unknown = ctx.sections - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    procs.install_cleanup()
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "schema": 1, "mode": profile.name, "command": "python -m bench.run " + " ".join(sys.argv[1:] or []),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(ctx, generator),
+        "profile": dataclasses.asdict(profile), "notes": NOTES,
+    }
+    if generator == "python":
+        results["notes"] = [*NOTES, "wrk was not installed: the aiohttp load generator was used; absolute "
+                                    "throughputs are then capped by the client, ratios understated."]
+    ctx.say(f"{profile.name} run: server core(s) {sorted(server_cpus)}, load core(s) {sorted(load_cpus)}, "
+            f"generator {generator}, scratch {work}")
+    failures: dict[str, str] = {}
+    try:
+        with procs.Watchdog(profile.budget_s):
+            for key, name, section in (("hot", "hot_paths", hot_paths), ("backend", "backend", backend),
+                                       ("cycle", "initial_cycle", initial_cycle), ("scale", "scale", scale),
+                                       ("profile", "profiles", profiles)):
+                if key not in ctx.sections:
+                    continue
+                try:
+                    results[name] = section(ctx)
+                except Exception as exc:  # one broken section must not lose the others
+                    failures[name] = f"{type(exc).__name__}: {exc}"
+                    ctx.say(f"section {name} failed: {failures[name]}")
+                    procs.stop_all()
+    finally:
+        procs.stop_all()
+        if not failures:
+            shutil.rmtree(work, ignore_errors=True)
+    results["failures"] = failures
+    if failures:
+        results["logs"] = str(work / "logs")
+    results["duration_s"] = round(time.monotonic() - started, 1)
+    results["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    foreign = [r["foreign_cpu_pct"] for r in results.get("hot_paths", {}).get("runs", [])]
+    results["machine"]["foreign_cpu_pct_median"] = round(statistics.median(foreign), 1) if foreign else None
+    results["targets"] = evaluate_targets(results)
+    paths = write_results(results, out)
+    print(console_table(results))
+    print("results: " + ", ".join(paths.values()))
+    if failures:
+        print("failed sections: " + "; ".join(f"{k}: {v}" for k, v in failures.items()), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
