@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import secrets
 import sys
 from pathlib import Path
@@ -14,10 +13,8 @@ from gateway.logs import configure_logging
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from gateway.config import load_settings
-    from gateway.http.app import create_app
+    from gateway.serving import serve
 
     try:
         settings = load_settings(args.config, host=args.host, port=args.port)
@@ -26,23 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
             name = "SCIM_GATEWAY_" + "_".join(str(p) for p in error["loc"]).upper()
             print(f"configuration error: {name}: {error['msg']}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, settings.log_level)
-    try:
-        app = create_app(settings)
-    except ValueError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    loop: asyncio.AbstractEventLoop
-    try:
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    except ImportError:  # uvloop is optional (e.g. on Windows)
-        loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    print(f"SCIM gateway listening: Tenant URL http://{settings.host}:{settings.port}/scim/v2", flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None, loop=loop)
-    return 0
+    return serve(settings)
 
 
 def _mock(args: argparse.Namespace) -> int:

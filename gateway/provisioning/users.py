@@ -131,13 +131,12 @@ class UserService(ResourceServiceBase[UserRecord]):
             async with self.journal.write("create", user_name, stored):
                 record = await self._create_once(owned, user_name)
                 stored.backend_key = record.key
-                existing = await self.store.get_by_key(self.tenant, self.rt.name, record.key)
-                if existing is not None:
-                    # A mapping without a mailbox was left by an earlier failure: the mailbox is ours now.
-                    stored.id = existing.id
-                    await self.store.update(self.tenant, stored)
-                else:
-                    await self.store.insert(self.tenant, stored)
+                stale = await self.store.get_by_key(self.tenant, self.rt.name, record.key)
+                if stale is not None:
+                    # The mapping of a mailbox deleted behind the gateway's back: its id named another
+                    # user, which must stay gone (Entra reports InvalidAnchor for it), not become this one.
+                    await self.store.delete(self.tenant, self.rt.name, stale.id)
+                await self.store.insert(self.tenant, stored)
         return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
 
     async def _create_once(self, owned: Resource, user_name: str) -> UserRecord:

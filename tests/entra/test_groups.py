@@ -245,7 +245,7 @@ async def test_e20_remove_members_by_value_array_removes_only_those(scim: Client
     a, b, c = await _users(scim, 3)
     group = await _group_with_members(scim, [a, b, c])
     after = await patch_group(
-        scim, group["id"], E20_REMOVE_MEMBERS.replace("f648f8d5ea4e4cd38e9c", b) 
+        scim, group["id"], E20_REMOVE_MEMBERS.replace("f648f8d5ea4e4cd38e9c", b)
     )
     assert member_ids(after) == sorted([a, c])
 
@@ -261,7 +261,7 @@ async def test_e20_remove_member_by_value_filter(scim: Client) -> None:
     a, b = await _users(scim, 2)
     group = await _group_with_members(scim, [a, b])
     after = await patch_group(
-        scim, group["id"], E20_REMOVE_FILTER.replace("7f4bc1a3-285e-48ae-8202-5accb43efb0e", a) 
+        scim, group["id"], E20_REMOVE_FILTER.replace("7f4bc1a3-285e-48ae-8202-5accb43efb0e", a)
     )
     assert member_ids(after) == [b]
 

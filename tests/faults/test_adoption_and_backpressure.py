@@ -67,3 +67,23 @@ async def test_full_concurrency_budget_answers_429(aiohttp_server: ServerFactory
     assert statuses[0] == 200
     assert 429 in statuses
     assert all(int(ra) >= 1 for s, ra in results if s == 429 and ra is not None)
+
+
+async def test_recreated_mailbox_gets_a_new_id(aiohttp_server: ServerFactory) -> None:
+    mock = await aiohttp_server(create_mock_app("k", None, True, domains=[DOMAIN]))
+    adapter = CleanmailAdapter(str(mock.make_url("/")), "k", default_domain=DOMAIN)
+    gateway = await aiohttp_server(create_app(make_settings(), adapter=adapter))
+    base = gateway.make_url("/scim/v2")
+    async with ClientSession(headers=AUTH) as session:
+        async with session.post(f"{base}/Users", json={"userName": f"gone@{DOMAIN}", "title": "Old"}) as r:
+            old = await r.json()
+        # Deleted on the platform by hand; the gateway still has the mapping.
+        async with session.delete(mock.make_url(f"/api/v1/mailboxes/gone@{DOMAIN}"), headers={"X-API-Key": "k"}):
+            pass
+        async with session.post(f"{base}/Users", json={"userName": f"gone@{DOMAIN}"}) as r:
+            assert r.status == 201, await r.text()
+            new = await r.json()
+        assert new["id"] != old["id"]
+        assert "title" not in new
+        async with session.get(f"{base}/Users/{old['id']}") as r:
+            assert r.status == 404
