@@ -16,7 +16,10 @@ Limits, by design:
 * refusals only the backend can give (an unknown mail domain, a quota) are not
   predicted: a simulated create succeeds where the real one might not;
 * a simulated group's key is made up (``dry-run:<uuid>``): the real key is derived by
-  the backend when it creates the list.
+  the backend when it creates the list;
+* once the run has changed or deleted objects that exist in the backend, a listing is
+  rebuilt from the whole (filtered) backend listing on each call. Entra's reads are
+  filters on one userName or displayName, for which that is a single small read.
 """
 
 from __future__ import annotations
@@ -176,7 +179,8 @@ class DryRunAdapter:
 
         While the overlay only adds objects, real positions stay valid and one real page
         is enough; once it hides a real object, positions shift and the listing is built
-        whole. Either way the same object keeps the same position between calls.
+        whole. Either way an object keeps its position from one call to the next as long as
+        no write comes in between, so paging neither skips nor repeats.
         """
         present = (copy_of(key) for key in sorted(overlay))
         added = [r for r in present if r is not None and matches(flt, r.attributes)]

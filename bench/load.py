@@ -62,8 +62,8 @@ def _parse(stdout: str, scenario: str, concurrency: int, generator: str) -> Load
     lat = data["latency_us"]
     duration = data["duration_us"] / 1e6
     errors = {k: int(v) for k, v in data["errors"].items()}
-    # wrk counts a non-2xx answer in ``requests`` and again in errors.status.
-    ok = data["requests"] - errors.get("timeout", 0) - errors.get("connect", 0)
+    # ``requests`` counts complete responses, a non-2xx/3xx one also in errors.status: rps counts successes.
+    ok = data["requests"] - errors.get("status", 0)
     return LoadResult(
         scenario=scenario, concurrency=concurrency, generator=generator, requests=data["requests"],
         duration_s=duration, rps=(ok / duration) if duration else 0.0,

@@ -41,6 +41,7 @@ FULL = Profile(
     bare_asyncio=True, warmup_s=2, mock_concurrencies=(8, 64), mock_reps=2, mock_duration_s=3, cycle_users=10000,
     cycle_concurrency=16, scale_sizes=(1000, 10000, 100000), scale_duration_s=3,
     profile_scenarios=("filter_hit", "post_user", "patch_replace", "group_add"), profile_duration_s=5,
+    profile_backend_scenarios=("filter_hit", "patch_replace"),
     budget_s=1800,
 )
 SECTIONS = ("hot", "backend", "cycle", "scale", "profile")
@@ -71,9 +72,24 @@ def _memory_gb() -> float:
         return 0.0
 
 
-def machine(ctx: Context, generator: str) -> dict[str, Any]:
+def _git() -> dict[str, Any]:
+    """The code measured: commit and whether the work tree had uncommitted changes (read-only git)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=procs.ROOT, capture_output=True, text=True, timeout=10,
+                                  check=False).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line.strip()]
+    return {"commit": git("rev-parse", "--short", "HEAD") or "?", "uncommitted_files": len(changed),
+            "uncommitted": changed[:40]}
+
+
+def machine(ctx: Context, generator: str, usable: int) -> dict[str, Any]:
     return {
-        "cores": os.cpu_count(), "cores_usable": len(procs.cores()), "cpu_model": _cpu_model(),
+        "cores": os.cpu_count(), "cores_usable": usable, "cpu_model": _cpu_model(),
         "memory_gb": _memory_gb(), "python": platform.python_version(), "platform": platform.platform(),
         "aiohttp": _version("aiohttp"), "uvloop": _version("uvloop"), "orjson": _version("orjson"),
         "scim2_server": _version("scim2-server"), "uvicorn": _version("uvicorn"),
@@ -123,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                  "cycle_concurrency": args.cycle_concurrency}
     profile = dataclasses.replace(profile, **{k: v for k, v in overrides.items() if v is not None})
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
+    usable = len(procs.cores())
     server_cpus, load_cpus = procs.core_plan()
     os.sched_setaffinity(0, load_cpus)  # the harness itself stays off the server's core
     generator = args.generator if args.generator != "auto" else ("wrk" if wrk_path() else "python")
@@ -136,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results: dict[str, Any] = {
         "schema": 1, "mode": profile.name, "command": "python -m bench.run " + " ".join(sys.argv[1:] or []),
-        "started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(ctx, generator),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(ctx, generator, usable),
+        "code": _git(),
         "profile": dataclasses.asdict(profile), "notes": NOTES,
     }
     if generator == "python":

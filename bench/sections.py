@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import statistics
 import threading
 import time
@@ -59,6 +60,7 @@ class Profile:
     scale_concurrency: int = 8
     scale_duration_s: float = 2.0
     profile_scenarios: tuple[str, ...] = ()
+    profile_backend_scenarios: tuple[str, ...] = ()
     profile_duration_s: float = 4.0
     budget_s: float = 300.0
 
@@ -83,12 +85,17 @@ class Context:
 
 def measure(ctx: Context, server: Server, scenario: str, target: Target, concurrency: int, duration_s: float,
             *, max_requests: int = 0) -> dict[str, Any]:
-    """One load run against ``server``, with its CPU accounting."""
+    """One load run against ``server``, with its CPU accounting (and GC pauses when it reports them)."""
+    if server.gc_stats:
+        asyncio.run(post_json(f"{server.url}/__bench__/gc", {}))
     with procs.CpuMeter(server.pid, ctx.server_cpus) as meter:
         result = run_load(scenario, target, server.url, concurrency, duration_s=duration_s,
                           max_requests=max_requests, cpus=ctx.load_cpus, generator=ctx.generator,
                           workdir=ctx.work / "scripts")
-    return {"server": server.name, **result.to_json(), **meter.to_json(result.requests)}
+    row = {"server": server.name, **result.to_json(), **meter.to_json(result.requests)}
+    if server.gc_stats:
+        row["gc"] = asyncio.run(get_json(f"{server.url}/__bench__/gc"))
+    return row
 
 
 def _median(values: Sequence[float]) -> float:
@@ -188,6 +195,8 @@ def hot_paths(ctx: Context) -> dict[str, Any]:
                     for name, server in servers.items():
                         if not checks[scenario][name]["ok"]:
                             continue
+                        if name == "bare_asyncio" and scenario != "filter_hit":
+                            continue  # a reference point for the stack's ceiling without uvloop
                         tag = f"{name}-{scenario}-c{concurrency}-r{rep}"
                         row = measure(ctx, server, scenario,
                                       _target(server, seeded[name], pool, tag, p.hot_users),
@@ -201,7 +210,7 @@ def hot_paths(ctx: Context) -> dict[str, Any]:
                         f"p50 {gw.get('p50_ms', 0):6.2f} ms  p99 {gw.get('p99_ms', 0):6.2f} ms  "
                         f"cpu {gw.get('server_cpu_us_per_req', 0):6.0f} us/req")
         rss = {name: round(procs.rss_mb(server.pid), 1) for name, server in servers.items()}
-        return {"preflight": checks, "runs": rows, "summary": _summarise(rows, p), "rss_mb_at_end": rss,
+        return {"preflight": checks, "runs": rows, "summary": summarise(rows, p), "rss_mb_at_end": rss,
                 "servers": sorted(servers)}
     finally:
         for server in servers.values():
@@ -238,7 +247,7 @@ def _ratio(rows: list[dict[str, Any]], scenario: str, concurrency: int, a: str, 
     return round(_median(ratios), 3) if ratios else None
 
 
-def _summarise(rows: list[dict[str, Any]], p: Profile) -> list[dict[str, Any]]:
+def summarise(rows: list[dict[str, Any]], p: Profile) -> list[dict[str, Any]]:
     summary = []
     for scenario in HOT_PATHS:
         for concurrency in p.concurrencies:
@@ -462,7 +471,7 @@ async def _cycle(gw: Server, mock: Server, users: int, per_group: int, batch: in
     diff = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
     return {"wall_s": wall, "phases": phases, "ops": dict(ops), "errors": dict(errors),
             "backend_calls": sum(diff.values()), "backend_by_endpoint": dict(sorted(diff.items())),
-            "groups": groups}
+            "groups": groups, "tag": tag}
 
 
 def _round_robin(lists: list[list[Any]]) -> list[list[Any]]:
@@ -487,7 +496,12 @@ def initial_cycle(ctx: Context) -> dict[str, Any]:
         with procs.CpuMeter(gw.pid, ctx.server_cpus) as meter:
             result = asyncio.run(_cycle(gw, mock, p.cycle_users, p.cycle_users_per_group, p.cycle_batch,
                                         p.cycle_concurrency))
+        # The mock's own latency per call as the load generator sees it (sleep + its own work).
+        own = measure(ctx, mock, "backend_get", Target(
+            base="/api/v1", token="", api_key=MOCK_KEY, hit_name_fmt=f"cycle.{result.pop('tag')}.{{}}@example.com",
+            hit_count=p.cycle_users, tag="cycle-own"), p.cycle_concurrency, 1)
         latency = p.mock_latency_ms / 1000
+        measured_bound = result["backend_calls"] * own["p50_ms"] / 1000 / p.cycle_concurrency
         scim_ops = sum(result["ops"].values())
         bound = result["backend_calls"] * latency / p.cycle_concurrency
         ops_bound = scim_ops * latency / p.cycle_concurrency
@@ -499,11 +513,14 @@ def initial_cycle(ctx: Context) -> dict[str, Any]:
             "latency_bound_s": round(bound, 3),
             "ratio_to_latency_bound": round(result["wall_s"] / bound, 3) if bound else None,
             "one_call_per_op_bound_s": round(ops_bound, 3),
+            "mock_call_p50_ms": own["p50_ms"], "measured_latency_bound_s": round(measured_bound, 3),
+            "ratio_to_measured_bound": round(result["wall_s"] / measured_bound, 3) if measured_bound else None,
             "ratio_to_one_call_bound": round(result["wall_s"] / ops_bound, 3) if ops_bound else None,
             "server_cpu_pct": round(meter.server_pct, 1), "foreign_cpu_pct": round(meter.foreign_pct, 1),
         }
         ctx.say(f"  wall {result['wall_s']:.1f}s for {scim_ops} SCIM ops / {result['backend_calls']} backend calls;"
-                f" latency bound {bound:.1f}s → ratio {out['ratio_to_latency_bound']}; errors {sum(result['errors'].values())}")
+                f" latency bound {bound:.1f}s → ratio {out['ratio_to_latency_bound']}; "
+                f"errors {sum(result['errors'].values())}")
         return out
     finally:
         for server in (gw, mock):
@@ -584,40 +601,65 @@ def scale(ctx: Context) -> dict[str, Any]:
 
 # --- profiles of the hot paths ---------------------------------------------------------------------
 
+def _profile_runs(ctx: Context, server: Server, seeded: Seeded, scenarios: Sequence[str], concurrency: int,
+                  prefix: str, out: dict[str, Any]) -> None:
+    p = ctx.profile
+    folder = ctx.out / "profiles"
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, scenario in enumerate(scenarios):
+        target = _target(server, seeded, k, f"prof-{prefix}{scenario}", len(seeded.hot_ids))
+        result: dict[str, Any] = {}
+
+        def load(scenario: str = scenario, target: Target = target, result: dict[str, Any] = result) -> None:
+            result["row"] = measure(ctx, server, scenario, target, concurrency, p.profile_duration_s + 2)
+
+        thread = threading.Thread(target=load)
+        thread.start()
+        time.sleep(1.0)
+        folded = folder / f"{prefix}{scenario}.folded"
+        try:
+            record_profile(server.pid, folded, p.profile_duration_s, ctx.load_cpus)
+        finally:
+            thread.join()
+        row = result.get("row", {})
+        summary = profile_summary(folded, row.get("server_cpu_us_per_req", 0.0))
+        (folder / f"{prefix}{scenario}.txt").write_text(summary.pop("text"))
+        out["scenarios"][f"{prefix}{scenario}"] = {"load": row, "gc": row.get("gc"), "concurrency": concurrency,
+                                                  **summary}
+        ctx.say(f"  profiled {prefix}{scenario}: {summary['samples']} samples, "
+                f"{row.get('server_cpu_us_per_req', 0):.0f} us CPU/req, "
+                f"{summary['layers'].get('gateway', 0):.0f}% under gateway code")
+
+
 def profiles(ctx: Context) -> dict[str, Any]:
+    """py-spy profiles: the memory backend at c=64, then the Cleanmail backend (mock at 0 ms, so the
+    samples are the gateway's own CPU per request, the same code path as with latency)."""
     p = ctx.profile
     if not p.profile_scenarios:
         return {"skipped": "not in this mode"}
     if not py_spy_available():
         return {"skipped": "py-spy is not installed (pip install py-spy)"}
-    server = None
-    out: dict[str, Any] = {"concurrency": 64, "duration_s": p.profile_duration_s, "scenarios": {}}
+    out: dict[str, Any] = {"duration_s": p.profile_duration_s, "scenarios": {}}
+    server = mock = None
     try:
-        server = launch.start_gateway("profile-gateway", ctx.logs, ctx.server_cpus)
+        # The gateway app in the bench wrapper (same app factory and loop as ``scim-gateway serve``),
+        # which also reports garbage-collector pauses.
+        server, _ = launch.start_seeded_gateway("profile-gateway", ctx.logs, ctx.server_cpus, state="memory", users=0)
         seeded = _seed_for_hot_paths(ctx, server, len(p.profile_scenarios))
-        folder = ctx.out / "profiles"
-        folder.mkdir(parents=True, exist_ok=True)
-        for k, scenario in enumerate(p.profile_scenarios):
-            target = _target(server, seeded, k, f"prof-{scenario}", p.hot_users)
-            result: dict[str, Any] = {}
-
-            def load(scenario: str = scenario, target: Target = target, result: dict[str, Any] = result) -> None:
-                assert server is not None
-                result["row"] = measure(ctx, server, scenario, target, 64, p.profile_duration_s + 2)
-
-            thread = threading.Thread(target=load)
-            thread.start()
-            time.sleep(1.0)
-            folded = folder / f"{scenario}.folded"
-            record_profile(server.pid, folded, p.profile_duration_s, ctx.load_cpus)
-            thread.join()
-            row = result.get("row", {})
-            summary = profile_summary(folded, row.get("server_cpu_us_per_req", 0.0))
-            (folder / f"{scenario}.txt").write_text(summary.pop("text"))
-            out["scenarios"][scenario] = {"load": row, **summary}
-            ctx.say(f"  profiled {scenario}: {summary['samples']} samples, "
-                    f"{summary['layers'].get('gateway', 0):.0f}% in gateway code")
+        _profile_runs(ctx, server, seeded, p.profile_scenarios, 64, "", out)
+        server.stop()
+        server = None
+        if p.profile_backend_scenarios:
+            mock = launch.start_mock("profile-mock", ctx.logs, ctx.load_cpus)
+            state = f"sqlite:///{ctx.work / 'profile-state.sqlite3'}"
+            server = launch.start_gateway("profile-gateway-cleanmail", ctx.logs, ctx.server_cpus, state=state,
+                                          backend="cleanmail", mock_url=mock.url)
+            small = Profile(**{**p.__dict__, "hot_users": 200, "active_pool": 200, "groups_per_run": 50})
+            seeded = _seed_for_hot_paths(dataclasses.replace(ctx, profile=small), server,
+                                         len(p.profile_backend_scenarios))
+            _profile_runs(ctx, server, seeded, p.profile_backend_scenarios, 16, "cleanmail-", out)
         return out
     finally:
-        if server is not None:
-            server.stop()
+        for item in (server, mock):
+            if item is not None:
+                item.stop()

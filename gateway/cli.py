@@ -1,4 +1,4 @@
-"""The ``scim-gateway`` command: serve, mock-cleanmail, token."""
+"""The ``scim-gateway`` command: serve, mock-cleanmail, token, check, reconcile."""
 
 from __future__ import annotations
 
@@ -46,6 +46,18 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from gateway.ops.check import main as check
+
+    return check(args.config, wait_s=args.timeout)
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from gateway.ops.reconcile import main as reconcile
+
+    return reconcile(args.tenant, args.config, as_json=args.json, fix=args.fix)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scim-gateway", description="SCIM 2.0 gateway for mail platforms")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +81,24 @@ def main(argv: list[str] | None = None) -> int:
 
     token = sub.add_parser("token", help="print a new bearer token and its sha256 hash")
     token.set_defaults(run=_token)
+
+    check = sub.add_parser("check", help="validate the configuration and reach the state store and every backend",
+                           description="Exit status: 0 all OK, 1 a component failed, 2 the configuration is wrong.")
+    check.add_argument("--config", type=Path, default=None, help="TOML settings file")
+    check.add_argument("--timeout", type=float, default=10.0, help="seconds each component may take (default 10)")
+    check.set_defaults(run=_check)
+
+    reconcile = sub.add_parser(
+        "reconcile", help="report drift between a tenant's backend and the gateway's state",
+        description="Lists mailboxes and lists the gateway does not know, mappings whose object is gone, and "
+                    "attributes changed on the platform. Exit status: 0 in sync, 1 drift remains, "
+                    "2 configuration problem, 3 the run failed.")
+    reconcile.add_argument("--tenant", required=True, help="tenant name ('default' for the quick-start tenant)")
+    reconcile.add_argument("--config", type=Path, default=None, help="TOML settings file")
+    reconcile.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
+    reconcile.add_argument("--fix", action="store_true",
+                           help="adopt unknown mailboxes and lists, drop dead mappings (attributes are not changed)")
+    reconcile.set_defaults(run=_reconcile)
 
     args = parser.parse_args(argv)
     result: int = args.run(args)

@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     journal_sweep_interval: float = Field(
         default=60.0, gt=0, description="Seconds between sweeps that settle interrupted backend writes."
     )
+    write_landing_window: float = Field(
+        default=5.0, ge=0,
+        description="Seconds a create whose answer was lost may still land on the platform; until then a "
+                    "retry is answered 503 instead of creating again.",
+    )
     idempotency_ttl: float = Field(default=86400.0, gt=0, description="Seconds an Idempotency-Key is remembered.")
     log_hash_user_names: bool = Field(
         default=False, description="Log a salted sha256 prefix instead of userNames and mail addresses."

@@ -22,6 +22,7 @@ class Server:
     url: str
     base: str
     token: str = TOKEN
+    gc_stats: bool = False  # serves /__bench__/gc (bench.servers.seeded)
 
     @property
     def pid(self) -> int:
@@ -68,7 +69,7 @@ def start_seeded_gateway(name: str, logs: Path, cpus: set[int], *, state: str, u
     assert proc.popen.stdout is not None
     line = proc.popen.stdout.readline().decode()
     info = json.loads(line) if line.startswith("{") else {}
-    return Server(name, proc, f"http://{procs.HOST}:{port}", GATEWAY_BASE), info
+    return Server(name, proc, f"http://{procs.HOST}:{port}", GATEWAY_BASE, gc_stats=True), info
 
 
 def start_bare(name: str, logs: Path, cpus: set[int], loop: str = "uvloop") -> Server:

@@ -17,7 +17,6 @@ import secrets
 
 def build_provider(bearer: bool):  # type: ignore[no-untyped-def]
     from scim2_models import ScimProvider
-
     from scim2_server.testserver.application import BEARER_TOKEN_SCHEME
     from scim2_server.utils import (
         load_default_resource_types,
@@ -35,7 +34,6 @@ def build_provider(bearer: bool):  # type: ignore[no-untyped-def]
 
 def asgi_app(token: str):  # type: ignore[no-untyped-def]
     from scim2_models import UnauthorizedException
-
     from scim2_server.applications.asgi import ASGIApplication
     from scim2_server.memory import AsyncInMemoryStorage
     from scim2_server.requests import ScimRequest

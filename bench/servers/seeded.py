@@ -35,6 +35,34 @@ def user_body(i: int) -> dict[str, object]:
     }
 
 
+class GcWatch:
+    """Pauses of the cyclic garbage collector, by generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def reset(self) -> None:
+        self.count = [0, 0, 0]
+        self.total_ms = [0.0, 0.0, 0.0]
+        self.max_ms = [0.0, 0.0, 0.0]
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        gen = info.get("generation", 0)
+        pause = (time.perf_counter() - self._started) * 1000
+        self.count[gen] += 1
+        self.total_ms[gen] += pause
+        self.max_ms[gen] = max(self.max_ms[gen], pause)
+
+    def to_json(self) -> dict[str, object]:
+        return {"collections": self.count, "total_ms": [round(x, 2) for x in self.total_ms],
+                "max_ms": [round(x, 2) for x in self.max_ms], "objects_tracked": len(gc.get_objects())}
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -73,6 +101,15 @@ def main() -> None:
                           "rss_after_mb": round(rss_mb(), 1)}), flush=True)
 
     app.on_startup.append(seed)  # after the app's own start-up, which opens the store
+    watch = GcWatch()
+
+    async def gc_stats(request: web.Request) -> web.Response:
+        """GET: pauses since the last POST; POST: start counting afresh."""
+        if request.method == "POST":
+            watch.reset()
+        return web.json_response(watch.to_json())
+
+    app.router.add_route("*", "/__bench__/gc", gc_stats)
     try:
         import uvloop
 

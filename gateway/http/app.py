@@ -9,11 +9,16 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from adapters.base import Adapter
 from gateway.config import DEFAULT_TENANT, Settings
 from gateway.http.handlers import ScimHandlers
 from gateway.http.middleware import IDEMPOTENCY_KEY, REGISTRY_KEY, bearer_auth, idempotency, request_context
+from gateway.http.observe import METRICS_KEY, metrics_endpoint
+from gateway.http.proxy import forwarded
+from gateway.metrics import Metrics
+from gateway.provisioning.breaker import CircuitBreaker
 from gateway.provisioning.idempotency import IdempotencyKeys
 from gateway.scim.errors import ScimError
 from gateway.store.base import StateStore
@@ -24,6 +29,7 @@ STORE_KEY: web.AppKey[StateStore] = web.AppKey("store", StateStore)
 ADAPTERS_KEY: web.AppKey[list[Adapter]] = web.AppKey("adapters", list)
 SWEEPER_KEY: web.AppKey[asyncio.Task[None]] = web.AppKey("journal_sweeper", asyncio.Task)
 log = structlog.get_logger("gateway.app")
+READY_TIMEOUT_S = 5.0
 
 # Entra appends "/Users" to whatever the admin typed, so "…/scim/v2/" arrives as "…/scim/v2//Users".
 SCIM = r"/scim/v2{sep:/+}"
@@ -62,19 +68,20 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    problems: dict[str, str] = {}
-    try:
-        await request.app[STORE_KEY].check()
-    except Exception as exc:
-        problems["store"] = f"{type(exc).__name__}: {exc}"
-    for adapter in request.app[ADAPTERS_KEY]:
-        try:
-            await adapter.check()
-        except Exception as exc:
-            problems[f"backend:{adapter.name}"] = f"{type(exc).__name__}: {exc}"
+    """200 when the store and every tenant's backend answer; else 503 naming each one that does not."""
+    checks: dict[str, Awaitable[None]] = {"store": request.app[STORE_KEY].check()}
+    for tenant in request.app[REGISTRY_KEY].tenants.values():
+        checks[f"backend:{tenant.id}:{tenant.adapter.name}"] = tenant.adapter.check()
+    # Concurrently and bounded: a probe that hangs on one dead backend would itself time out.
+    results = await asyncio.gather(*(asyncio.wait_for(c, READY_TIMEOUT_S) for c in checks.values()),
+                                   return_exceptions=True)
+    problems = {
+        name: f"{type(result).__name__}: {result}" if str(result) else type(result).__name__
+        for name, result in zip(checks, results, strict=True) if isinstance(result, BaseException)
+    }
     if problems:
         return web.json_response({"status": "unavailable", "problems": problems}, status=503)
-    return web.json_response({"status": "ready"})
+    return web.json_response({"status": "ready", "checked": list(checks)})
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -111,9 +118,13 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
     ``adapter`` replaces the backend of the only tenant (or of the quick-start tenant): for tests.
     """
     tenants = settings.effective_tenants()
-    app = web.Application(middlewares=[request_context, bearer_auth, idempotency],
-                          client_max_size=settings.max_body_bytes)
-    store = store or make_store(settings.state)
+    middlewares: list[Middleware] = [request_context, bearer_auth, idempotency]
+    if settings.trust_proxy:
+        # Outermost, so the log line, auth and handlers all see the client's scheme and host.
+        middlewares.insert(0, forwarded)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
+    metrics = Metrics()
+    store = metrics.timed_store(store or make_store(settings.state))
     registry = TenantRegistry()
     adapters: list[Adapter] = []
     for name, tenant_settings in tenants.items():
@@ -123,9 +134,16 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
             tenant_adapter = dry_run(tenant_adapter, name)
         adapters.append(tenant_adapter)
         registry.add(
-            build_tenant(name, tenant_settings, tenant_adapter, store, max_page_size=settings.max_page_size),
+            build_tenant(name, tenant_settings, tenant_adapter, store, max_page_size=settings.max_page_size,
+                         landing_window_s=settings.write_landing_window),
             tenant_settings.token_hashes,
         )
+    for tenant in registry.tenants.values():
+        tenant.guard.observer = metrics.backend_observer(tenant.id, tenant.adapter.name)
+        if settings.circuit_failure_threshold:
+            tenant.guard.breaker = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_open_seconds)
+    metrics.watch_tenants(lambda: registry.tenants.values())
+    app[METRICS_KEY] = metrics
     app[REGISTRY_KEY] = registry
     app[IDEMPOTENCY_KEY] = IdempotencyKeys(store, settings.idempotency_ttl)
     app[STORE_KEY] = store
@@ -135,6 +153,7 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
     add_routes(app, handlers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_route("*", "/scim/{tail:.*}", not_found)
 
     async def start(app: web.Application) -> None:

@@ -73,6 +73,7 @@ class TenantContext:
     max_page_size: int
     domains: frozenset[str] = frozenset()
     """Mail domains the tenant may provision; empty allows any."""
+    landing_window_s: float = 5.0
 
 
 class ResourceServiceBase(Generic[RecordT]):
@@ -167,17 +168,17 @@ class ResourceServiceBase(Generic[RecordT]):
             pairs.append((record, stored))
         return pairs
 
-    async def _adopt(self, key: str, shadow: Resource | None = None) -> StoredResource:
+    async def _adopt(self, key: str, resource_type: str | None = None) -> StoredResource:
+        """A mapping (new id) for a backend object the gateway has never seen."""
+        rtype = resource_type or self.rt.name
         stamp = now_iso()
-        stored = StoredResource(
-            id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key=key,
-            shadow=shadow or {}, version=1, created=stamp, last_modified=stamp,
-        )
+        stored = StoredResource(id=str(uuid.uuid4()), resource_type=rtype, backend_key=key, version=1,
+                                created=stamp, last_modified=stamp)
         try:
             await self.store.insert(self.tenant, stored)
         except DuplicateKey:
-            # Another request adopted it at the same moment: use its id.
-            existing = await self.store.get_by_key(self.tenant, self.rt.name, key)
+            # Another request (or replica) adopted it at the same moment: use its id.
+            existing = await self.store.get_by_key(self.tenant, rtype, key)
             if existing is None:
                 raise
             return existing

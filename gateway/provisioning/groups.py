@@ -42,7 +42,7 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         # Members are owned by the backend but travel separately as member keys.
         self.ownership = Ownership(caps.group_attributes - {"members"})
         self.filterable = caps.group_filterable
-        self.journal = Journal(ctx.store, ctx.tenant, self.rt.name)
+        self.journal = Journal(ctx.store, ctx.tenant, self.rt.name, ctx.landing_window_s)
         self.natural_key = "displayName"
 
     async def _find_by_name(self, name: str) -> tuple[str, dict[str, Any]] | None:
@@ -78,18 +78,8 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         ids = {key: stored.id for key, stored in known.items()}
         for key in member_keys:
             if key not in ids:
-                ids[key] = (await self._adopt_user(key)).id
+                ids[key] = (await self._adopt(key, USER_RESOURCE.name)).id
         return ids
-
-    async def _adopt_user(self, key: str) -> StoredResource:
-        stamp = now_iso()
-        stored = StoredResource(id=str(uuid.uuid4()), resource_type=USER_RESOURCE.name, backend_key=key,
-                                created=stamp, last_modified=stamp)
-        existing = await self.store.get_by_key(self.tenant, USER_RESOURCE.name, key)
-        if existing is not None:
-            return existing
-        await self.store.insert(self.tenant, stored)
-        return stored
 
     async def _member_keys(self, member_ids: list[str]) -> list[str]:
         """SCIM ids → mailbox keys.

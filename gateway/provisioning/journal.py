@@ -44,10 +44,13 @@ def _now() -> str:
 
 
 class Journal:
-    def __init__(self, store: StateStore, tenant: str, resource_type: str) -> None:
+    def __init__(self, store: StateStore, tenant: str, resource_type: str, landing_window_s: float = 5.0) -> None:
         self.store = store
         self.tenant = tenant
         self.resource_type = resource_type
+        self.landing_window_s = landing_window_s
+        """How long a create whose answer was lost may still land on the backend: until then an
+        absent object is not proof that the create failed."""
 
     @contextlib.asynccontextmanager
     async def write(
@@ -87,6 +90,13 @@ class Journal:
         if entry.op == "create":
             found = await find_by_name(entry.natural_key)
             if found is None:
+                age = (datetime.now(UTC) - datetime.fromisoformat(entry.created.replace("Z", "+00:00")))
+                wait = self.landing_window_s - age.total_seconds()
+                if wait > 0:
+                    raise ScimError(
+                        503, "An earlier create of this object got no answer from the mail platform and may "
+                             "still be applied; retry shortly.", retry_after=wait,
+                    )
                 log.info("journal: create never reached the backend, dropped", id=target.id)
                 return
             key, _ = found

@@ -20,7 +20,6 @@ from gateway.provisioning.common import (
     now_iso,
     sent_strings,
 )
-from gateway.provisioning.guard import transient_error
 from gateway.provisioning.journal import Journal
 from gateway.provisioning.ownership import Ownership, merge
 from gateway.scim.errors import ScimError, uniqueness
@@ -46,7 +45,7 @@ class UserService(ResourceServiceBase[UserRecord]):
         caps = ctx.adapter.capabilities
         self.ownership = Ownership(caps.user_attributes)
         self.filterable = caps.user_filterable
-        self.journal = Journal(ctx.store, ctx.tenant, self.rt.name)
+        self.journal = Journal(ctx.store, ctx.tenant, self.rt.name, ctx.landing_window_s)
         self.natural_key = "userName"
 
     async def _find_by_name(self, name: str) -> tuple[str, dict[str, Any]] | None:
@@ -140,26 +139,28 @@ class UserService(ResourceServiceBase[UserRecord]):
         return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
 
     async def _create_once(self, owned: Resource, user_name: str) -> UserRecord:
-        """Create the mailbox at most once, even when the backend's answer was lost."""
-        for attempt in (1, 2):
-            try:
-                return await self.guard.call(self.adapter.create_user, owned)
-            except AlreadyExists:
+        """Create the mailbox at most once, even when the backend's answer was lost.
+
+        After an ambiguous failure the mailbox is re-read once. Found: the create happened, and it
+        is ours. Not found: the request may still land late (a timed-out request can sit in a
+        queue), so no second create is sent now; the client gets 503 and the journal entry stays,
+        to be settled by the next touch once the first request has surely landed or died.
+        """
+        try:
+            return await self.guard.call(self.adapter.create_user, owned)
+        except AlreadyExists:
+            raise uniqueness(f"userName '{user_name}' is already taken by another mailbox") from None
+        except ScimError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, Transient) and cause.ambiguous):
+                raise
+            page = await self.guard.call(self.adapter.find_users, _user_name_filter(user_name), 0, 2)
+            if not page.items:
+                raise
+            record = page.items[0]
+            if await self.store.get_by_key(self.tenant, self.rt.name, record.key) is not None:
                 raise uniqueness(f"userName '{user_name}' is already taken by another mailbox") from None
-            except ScimError as exc:
-                cause = exc.__cause__
-                if not (isinstance(cause, Transient) and cause.ambiguous):
-                    raise
-                page = await self.guard.call(self.adapter.find_users, _user_name_filter(user_name), 0, 2)
-                if page.items:
-                    record = page.items[0]
-                    mapped = await self.store.get_by_key(self.tenant, self.rt.name, record.key)
-                    if mapped is None:
-                        return record
-                    raise uniqueness(f"userName '{user_name}' is already taken by another mailbox") from None
-                if attempt == 2:
-                    raise transient_error(cause) from cause
-        raise AssertionError("unreachable")
+            return record
 
     async def replace(
         self, id: str, body: Any, base_url: str, projection: Projection, if_match: Sequence[str] | None

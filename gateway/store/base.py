@@ -70,6 +70,10 @@ class IdempotencyRecord:
     """Unix time after which the key may be reused."""
 
 
+class StoreBusy(Exception):
+    """A lock or connection could not be had in time; the request may be retried."""
+
+
 class DuplicateKey(Exception):
     """Another mapping already holds this backend key."""
 

@@ -32,7 +32,15 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg  # type: ignore[import-untyped]  # ships no stubs or py.typed
 import orjson
 
-from gateway.store.base import DuplicateKey, IdempotencyRecord, JournalEntry, StoredResource, decode_entry, encode_entry
+from gateway.store.base import (
+    DuplicateKey,
+    IdempotencyRecord,
+    JournalEntry,
+    StoreBusy,
+    StoredResource,
+    decode_entry,
+    encode_entry,
+)
 from gateway.store.locks import KeyedLocks
 
 MIGRATIONS: list[str] = [
@@ -104,7 +112,8 @@ def _affected(status: str) -> int:
 
 
 class PostgresStore:
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 20, schema: str | None = None) -> None:
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 20, schema: str | None = None,
+                 lock_wait_s: float = 30.0) -> None:
         """``schema``: keep the tables in this schema (created on open) instead of the DSN's search_path,
         so several gateways (or test runs) can share one database."""
         if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
@@ -113,6 +122,7 @@ class PostgresStore:
         self.schema = schema
         self.min_size = min_size
         self.max_size = max_size
+        self.lock_wait_s = lock_wait_s
         self._pool: asyncpg.Pool | None = None
         # Lock holders get connections of their own: were they drawn from the query pool,
         # max_size requests holding locks would leave no connection for the queries they wait on.
@@ -202,9 +212,15 @@ class PostgresStore:
         pool = self._lock_pool
         key = advisory_key("lock", self._namespace, tenant, name)
         async with self._local.hold((tenant, name)):
-            conn = await pool.acquire()
             try:
-                await conn.execute("SELECT pg_advisory_lock($1)", key)
+                conn = await pool.acquire(timeout=self.lock_wait_s)
+            except TimeoutError:
+                raise StoreBusy(f"no connection for a lock within {self.lock_wait_s:g} s") from None
+            try:
+                try:
+                    await conn.execute("SELECT pg_advisory_lock($1)", key, timeout=self.lock_wait_s)
+                except TimeoutError:
+                    raise StoreBusy(f"lock {name!r} still held elsewhere after {self.lock_wait_s:g} s") from None
                 try:
                     yield
                 finally:

@@ -193,3 +193,17 @@ async def test_real_lists_follow_simulated_renames_and_deletes() -> None:
     await adapter.delete_group(group.key)
     assert (await adapter.find_groups(None, 0, 10)).total == 0
     assert (await real.get_group(group.key)).member_keys == ["a@x.ch", "b@x.ch", "c@x.ch"]
+
+
+def test_only_tenants_in_dry_run_are_wrapped() -> None:
+    from gateway.config import Settings, TenantSettings
+    from gateway.http.middleware import REGISTRY_KEY
+
+    settings = Settings(state="memory", tenants={
+        "pilot": TenantSettings(token_hashes=["a" * 64], dry_run=True),
+        "live": TenantSettings(token_hashes=["b" * 64]),
+    })
+    tenants = create_app(settings)[REGISTRY_KEY].tenants
+    assert isinstance(tenants["pilot"].adapter, DryRunAdapter)
+    assert isinstance(tenants["pilot"].adapter.inner, MemoryAdapter)
+    assert isinstance(tenants["live"].adapter, MemoryAdapter)

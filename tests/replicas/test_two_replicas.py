@@ -396,7 +396,7 @@ async def test_members_made_outside_are_adopted_by_concurrent_reads(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
     prefix = _unique("outside")
-    addresses = await _mailboxes_made_outside(http, cluster, prefix, 6)
+    addresses = await _mailboxes_made_outside(http, cluster, prefix, 12)
     group = _expect(await _call(http, "POST", _scim(cluster, 0, "/Groups"),
                                 {"schemas": [GROUP_URN], "displayName": prefix}), 201, "POST /Groups", cluster)
     (dist,) = [d for d in (await _mock_state(http, cluster))["lists"] if d["display_name"] == prefix]

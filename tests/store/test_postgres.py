@@ -50,24 +50,28 @@ async def _sql(query: str, *args: object) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def _advisory_locks_held() -> int:
-    rows = await _sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                      " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+async def _held_on_server(schema: str, tenant: str, name: str) -> int:
+    """Sessions holding this store lock's advisory lock (only ours: other runs may share the database)."""
+    key = advisory_key("lock", schema, tenant, name)
+    # A bigint advisory key shows in pg_locks as classid (high 32 bits) and objid (low 32 bits).
+    rows = await _sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+                      " AND classid::bigint = $1 AND objid::bigint = $2",
+                      (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF)
     return int(rows[0][0])
 
 
-async def test_two_replicas_exclude_each_other(replica: StoreFactory) -> None:
+async def test_two_replicas_exclude_each_other(schema: str, replica: StoreFactory) -> None:
     a, b = await replica(), await replica()
-    before = await _advisory_locks_held()
     first = Holder(a, "t1", "User/name/ann@x.ch")
     assert await first.holds_within(5)
-    assert await _advisory_locks_held() == before + 1
+    assert await _held_on_server(schema, "t1", "User/name/ann@x.ch") == 1
     second = Holder(b, "t1", "User/name/ann@x.ch")
     assert not await second.holds_within(BLOCKED_FOR), "replica B took a lock replica A holds"
     await first.finish()
     assert await second.holds_within(5)
+    assert await _held_on_server(schema, "t1", "User/name/ann@x.ch") == 1
     await second.finish()
-    assert await _advisory_locks_held() == before
+    assert await _held_on_server(schema, "t1", "User/name/ann@x.ch") == 0
 
 
 async def test_replicas_lock_different_names_at_once(replica: StoreFactory) -> None:
@@ -79,9 +83,8 @@ async def test_replicas_lock_different_names_at_once(replica: StoreFactory) -> N
         await holder.finish()
 
 
-async def test_cancelled_waiter_and_holder_leave_no_lock_behind(replica: StoreFactory) -> None:
+async def test_cancelled_waiter_and_holder_leave_no_lock_behind(schema: str, replica: StoreFactory) -> None:
     a, b, c = await replica(), await replica(), await replica()
-    before = await _advisory_locks_held()
     holder = Holder(a, "t1", "Group/id/g")
     assert await holder.holds_within(5)
     # B's waiter is blocked inside pg_advisory_lock on the server, not on an in-process lock.
@@ -93,7 +96,7 @@ async def test_cancelled_waiter_and_holder_leave_no_lock_behind(replica: StoreFa
         again = Holder(store, "t1", "Group/id/g")
         assert await again.holds_within(5), "a cancelled holder or waiter left the advisory lock taken"
         await again.finish()
-    assert await _advisory_locks_held() == before
+    assert await _held_on_server(schema, "t1", "Group/id/g") == 0
 
 
 async def test_lock_holders_do_not_starve_queries(replica: StoreFactory) -> None:
@@ -195,3 +198,17 @@ def test_bad_schema_name_is_refused() -> None:
 def test_make_store_picks_postgres(dsn: str) -> None:
     store = make_store(dsn)
     assert isinstance(store, PostgresStore) and store.dsn == dsn
+
+
+async def test_a_lock_held_too_long_elsewhere_is_store_busy(replica: StoreFactory) -> None:
+    from gateway.store.base import StoreBusy
+
+    a, b = await replica(), await replica(lock_wait_s=0.2)
+    first = Holder(a, "t1", "User/name/slow@x.ch")
+    assert await first.holds_within(5)
+    with pytest.raises(StoreBusy):
+        async with b.lock("t1", "User/name/slow@x.ch"):
+            raise AssertionError("got a lock another replica holds")
+    await first.finish()
+    async with b.lock("t1", "User/name/slow@x.ch"):
+        pass

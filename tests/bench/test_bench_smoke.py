@@ -1,0 +1,78 @@
+"""The benchmark harness still works: a tiny run against the memory gateway, structure only.
+
+No speed is asserted (CI machines are shared and noisy); the point is that ``make bench``
+keeps working as the gateway changes. Uses the Python load generator, so wrk is not needed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import procs
+from bench.client import seed_groups, seed_users
+from bench.report import console_table, evaluate_targets, markdown, write_results
+from bench.scenarios import HOT_PATHS, Target, lua
+from bench.sections import Context, Profile, measure, summarise
+from bench.servers import launch
+
+REQUESTS = {"filter_hit": 200}  # the other scenarios: 40 requests each
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Context:
+    server_cpus, load_cpus = procs.core_plan()
+    profile = Profile(name="smoke", reps=1, duration_s=0, concurrencies=(4,))
+    return Context(profile=profile, out=tmp_path / "out", work=tmp_path / "work", server_cpus=server_cpus,
+                   load_cpus=load_cpus, generator="python")
+
+
+def test_harness_measures_the_memory_gateway(ctx: Context) -> None:
+    server = launch.start_gateway("gateway", ctx.logs, ctx.server_cpus)
+    try:
+        ids = seed_users(server.url, server.token, server.base, [f"bench.user{i}@example.com" for i in range(20)])
+        groups = seed_groups(server.url, server.token, server.base, ["smoke group 0", "smoke group 1"])
+        target = Target(base=server.base, token=server.token, hit_count=20, user_ids=ids[:10],
+                        active_ids=ids[10:], group_ids=groups, tag="smoke")
+        rows = []
+        for scenario in HOT_PATHS:
+            row = measure(ctx, server, scenario, target, 4, 0, max_requests=REQUESTS.get(scenario, 40))
+            row["rep"] = 0
+            rows.append(row)
+    finally:
+        procs.stop_all()
+
+    for row in rows:
+        assert row["requests"] == REQUESTS.get(row["scenario"], 40), row
+        assert sum(row["errors"].values()) == 0, row  # every request answered 2xx
+        assert row["rps"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"], row
+        assert {"server_cpu_us_per_req", "foreign_cpu_pct", "generator"} <= set(row)
+
+    summary = summarise(rows, ctx.profile)
+    assert [s["scenario"] for s in summary] == list(HOT_PATHS)
+    assert all(s["gateway"]["runs"] == 1 for s in summary)
+    results = {
+        "schema": 1, "mode": "smoke", "command": "pytest", "started": "2000-01-01T00:00:00+00:00",
+        "duration_s": 1.0, "profile": {"reps": 1, "duration_s": 0.0}, "notes": ["smoke"],
+        "machine": {"cores": 2, "cpu_model": "?", "memory_gb": 1, "python": "3", "aiohttp": "3", "uvloop": "0",
+                    "generator": "python", "server_cores": "0", "load_cores": "1", "loadavg_start": "0",
+                    "loadavg_end": "0"},
+        "hot_paths": {"runs": rows, "summary": summary, "preflight": {}},
+    }
+    results["targets"] = evaluate_targets(results)
+    assert any(t["id"] == "rps:filter_hit" for t in results["targets"])
+    paths = write_results(results, ctx.out)
+    saved = json.loads(Path(paths["json"]).read_text())
+    assert saved["hot_paths"]["summary"][0]["scenario"] == "filter_hit"
+    assert "| scenario | c | gateway req/s" in markdown(saved)
+    assert "POST /Users" in console_table(saved)
+
+
+def test_wrk_scripts_render_for_every_scenario() -> None:
+    target = Target(base="/scim/v2", token="t", hit_count=3, user_ids=["a", "b"], active_ids=["c"],
+                    group_ids=["g"], tag="x")
+    for scenario in (*HOT_PATHS, "backend_get"):
+        script = lua(scenario, target)
+        assert "request = function()" in script and "BENCHJSON" in script
