@@ -7,23 +7,21 @@ import secrets
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from gateway.logs import configure_logging
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.config import load_settings
+    from gateway.ops.settings_report import ConfigProblems, load
     from gateway.serving import serve
 
     try:
-        settings = load_settings(args.config, host=args.host, port=args.port)
-    except ValidationError as exc:
-        for error in exc.errors():
-            name = "SCIM_GATEWAY_" + "_".join(str(p) for p in error["loc"]).upper()
-            print(f"configuration error: {name}: {error['msg']}", file=sys.stderr)
+        settings = load(args.config)
+    except ConfigProblems as exc:
+        for line in exc.lines:
+            print(f"configuration error: {line}", file=sys.stderr)
         return 2
-    return serve(settings)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    return serve(settings.model_copy(update=overrides) if overrides else settings)
 
 
 def _mock(args: argparse.Namespace) -> int:

@@ -236,6 +236,16 @@ class PostgresStore:
                 # here too (release is shielded from cancellation inside asyncpg).
                 await pool.release(conn)
 
+    async def iter_mappings(
+        self, tenant: str, resource_type: str, after_id: str | None, limit: int
+    ) -> list[StoredResource]:
+        # (tenant, resource_type, id) is the primary key: each page is one index range scan.
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM resources WHERE tenant=$1 AND resource_type=$2 AND id>$3 ORDER BY id LIMIT $4",
+            tenant, resource_type, after_id or "", limit,
+        )
+        return [_row(r) for r in rows]
+
     # --- mappings -------------------------------------------------------------------
 
     async def get(self, tenant: str, resource_type: str, id: str) -> StoredResource | None:

@@ -262,22 +262,11 @@ async def scanner(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         await store.close()
     else:
         from gateway.store.postgres import PostgresStore
-        from gateway.store.postgres_iter import iter_mappings
 
         async with fresh_schema(POSTGRES_DSN) as schema:
             store = PostgresStore(POSTGRES_DSN, schema=schema, max_size=2)
             await store.open()
-
-            class Walkable:
-                """PostgresStore until the lead wires iter_mappings into it."""
-
-                def __getattr__(self, name: str) -> Any:
-                    return getattr(store, name)
-
-                async def iter_mappings(self, *args: Any) -> list[StoredResource]:
-                    return await iter_mappings(store.pool, *args)
-
-            yield Walkable()
+            yield store
             await store.close()
 
 
