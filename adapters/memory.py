@@ -7,10 +7,11 @@ as with a real backend. Lookups by address are O(1); listing is O(page).
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from adapters.base import (
     AlreadyExists,
@@ -23,6 +24,12 @@ from adapters.base import (
     UserRecord,
 )
 from gateway.scim.filter_ast import And, Compare, Filter, Or
+
+
+def _clone(value: Any) -> Any:
+    """A deep copy of JSON data: several times faster than copy.deepcopy."""
+    return orjson.loads(orjson.dumps(value))
+
 
 USER_ATTRIBUTES = frozenset({"userName", "active", "name.givenName", "name.familyName", "displayName"})
 
@@ -105,19 +112,19 @@ class MemoryAdapter:
         if isinstance(filter, Compare) and filter.op == "eq" and filter.path.attr == "userName":
             key = str(filter.value).lower() if filter.value is not None else ""
             found = self._users.get(key)
-            items = [UserRecord(key, copy.deepcopy(found))] if found is not None and offset == 0 else []
+            items = [UserRecord(key, _clone(found))] if found is not None and offset == 0 else []
             return Page(items[:limit], 1 if found is not None else 0)
         if filter is None:
             keys = list(itertools.islice(self._users, offset, offset + limit))
-            return Page([UserRecord(k, copy.deepcopy(self._users[k])) for k in keys], len(self._users))
+            return Page([UserRecord(k, _clone(self._users[k])) for k in keys], len(self._users))
         matching = [k for k, attrs in self._users.items() if _matches(filter, attrs)]
         page = matching[offset:offset + limit]
-        return Page([UserRecord(k, copy.deepcopy(self._users[k])) for k in page], len(matching))
+        return Page([UserRecord(k, _clone(self._users[k])) for k in page], len(matching))
 
     async def get_user(self, key: str) -> UserRecord:
         self._count("get_user")
         try:
-            return UserRecord(key, copy.deepcopy(self._users[key]))
+            return UserRecord(key, _clone(self._users[key]))
         except KeyError:
             raise NotFound(f"mailbox {key} not found") from None
 
@@ -129,10 +136,10 @@ class MemoryAdapter:
         key = user_name.lower()
         if key in self._users:
             raise AlreadyExists(key, f"mailbox {user_name} already exists")
-        stored = {k: copy.deepcopy(v) for k, v in attributes.items() if v is not None}
+        stored = {k: _clone(v) for k, v in attributes.items() if v is not None}
         stored.setdefault("active", True)
         self._users[key] = stored
-        return UserRecord(key, copy.deepcopy(stored))
+        return UserRecord(key, _clone(stored))
 
     async def update_user(self, key: str, changes: Attributes) -> UserRecord:
         self._count("update_user")
@@ -145,15 +152,15 @@ class MemoryAdapter:
             new_key = new_name.lower()
             if new_key in self._users:
                 raise AlreadyExists(new_key, f"mailbox {new_name} already exists")
-        updated = copy.deepcopy(current)
+        updated = _clone(current)
         for dotted, value in changes.items():
-            _set_dotted(updated, dotted, copy.deepcopy(value))
+            _set_dotted(updated, dotted, _clone(value))
         if new_key != key:
             del self._users[key]
             for group in self._groups.values():
                 group.member_keys = [new_key if m == key else m for m in group.member_keys]
         self._users[new_key] = updated
-        return UserRecord(new_key, copy.deepcopy(updated))
+        return UserRecord(new_key, _clone(updated))
 
     async def delete_user(self, key: str) -> None:
         self._count("delete_user")
@@ -166,7 +173,7 @@ class MemoryAdapter:
     # Groups -------------------------------------------------------------------------
 
     def _copy_group(self, group: GroupRecord) -> GroupRecord:
-        return GroupRecord(group.key, copy.deepcopy(group.attributes), list(group.member_keys))
+        return GroupRecord(group.key, _clone(group.attributes), list(group.member_keys))
 
     async def find_groups(self, filter: Filter | None, offset: int, limit: int) -> Page[GroupRecord]:
         self._count("find_groups")
@@ -200,7 +207,7 @@ class MemoryAdapter:
             raise AlreadyExists(self._group_by_name[name.lower()], f"list {name} already exists")
         self._check_members(member_keys)
         key = f"list-{next(self._group_ids)}"
-        group = GroupRecord(key, copy.deepcopy(attributes), list(dict.fromkeys(member_keys)))
+        group = GroupRecord(key, _clone(attributes), list(dict.fromkeys(member_keys)))
         self._groups[key] = group
         self._group_by_name[name.lower()] = key
         return self._copy_group(group)
@@ -218,7 +225,7 @@ class MemoryAdapter:
             self._group_by_name.pop(str(old_name).lower(), None)
             self._group_by_name[new_name.lower()] = key
         for dotted, value in changes.items():
-            _set_dotted(group.attributes, dotted, copy.deepcopy(value))
+            _set_dotted(group.attributes, dotted, _clone(value))
         return self._copy_group(group)
 
     async def add_members(self, key: str, member_keys: Sequence[str]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import copy
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -221,7 +221,7 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         to_remove = [k for k in record.member_keys if k not in wanted]
         if not (changes or to_add or to_remove or new_shadow != stored.shadow):
             return await self._render_one(record, stored, base_url, projection)
-        target = copy.deepcopy(stored)
+        target = dataclasses.replace(stored, sent=dict(stored.sent))
         target.shadow = new_shadow
         target.version += 1
         target.last_modified = now_iso()

@@ -74,7 +74,10 @@ class BackendGuard:
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
         try:
-            await asyncio.wait_for(self._slots.acquire(), self._queue_timeout)
+            if self._slots.locked():
+                await asyncio.wait_for(self._slots.acquire(), self._queue_timeout)
+            else:
+                await self._slots.acquire()  # free slot: no timer task needed
         except TimeoutError:
             telemetry.note_throttle("concurrency")
             raise ScimError(

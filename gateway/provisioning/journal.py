@@ -9,7 +9,7 @@ down while re-reading) is settled on the next touch by re-reading the backend.
 from __future__ import annotations
 
 import contextlib
-import copy
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -56,9 +56,10 @@ class Journal:
     async def write(
         self, op: str, natural_key: str, resource: StoredResource, changes: dict[str, Any] | None = None
     ) -> AsyncIterator[JournalEntry]:
+        snapshot = dataclasses.replace(resource, shadow=dict(resource.shadow), sent=dict(resource.sent))
         entry = JournalEntry(
             id=uuid.uuid4().hex, resource_type=self.resource_type, op=op, natural_key=natural_key.lower(),
-            resource=copy.deepcopy(resource), changes=dict(changes or {}), created=_now(),
+            resource=snapshot, changes=dict(changes or {}), created=_now(),
         )
         await self.store.journal_add(self.tenant, entry)
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import copy
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -198,7 +198,7 @@ class UserService(ResourceServiceBase[UserRecord]):
         shadow_changed = new_shadow != stored.shadow
         if not changes and not shadow_changed:
             return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
-        target = copy.deepcopy(stored)
+        target = dataclasses.replace(stored, sent=dict(stored.sent))
         target.shadow = new_shadow
         target.version += 1
         target.last_modified = now_iso()

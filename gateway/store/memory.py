@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from contextlib import AbstractAsyncContextManager
 
-from gateway.store.base import DuplicateKey, IdempotencyRecord, JournalEntry, StoredResource
+import orjson
+
+from gateway.store.base import (
+    DuplicateKey,
+    IdempotencyRecord,
+    JournalEntry,
+    StoredResource,
+    decode_entry,
+    encode_entry,
+)
 from gateway.store.locks import KeyedLocks
 
 _Scope = tuple[str, str]
+
+
+def _copy(resource: StoredResource) -> StoredResource:
+    # Shadow values are JSON: a round trip through orjson is the fastest deep copy.
+    return dataclasses.replace(resource, shadow=orjson.loads(orjson.dumps(resource.shadow)), sent=dict(resource.sent))
 
 
 class MemoryStore:
@@ -55,32 +70,32 @@ class MemoryStore:
 
     async def get(self, tenant: str, resource_type: str, id: str) -> StoredResource | None:
         found = self._maps(tenant, resource_type)[0].get(id)
-        return copy.deepcopy(found) if found is not None else None
+        return _copy(found) if found is not None else None
 
     async def get_by_key(self, tenant: str, resource_type: str, key: str) -> StoredResource | None:
         by_id, by_key, _ = self._maps(tenant, resource_type)
         rid = by_key.get(key)
-        return copy.deepcopy(by_id[rid]) if rid is not None else None
+        return _copy(by_id[rid]) if rid is not None else None
 
     async def get_many_by_keys(
         self, tenant: str, resource_type: str, keys: list[str]
     ) -> dict[str, StoredResource]:
         by_id, by_key, _ = self._maps(tenant, resource_type)
-        return {k: copy.deepcopy(by_id[by_key[k]]) for k in keys if k in by_key}
+        return {k: _copy(by_id[by_key[k]]) for k in keys if k in by_key}
 
     async def get_many(self, tenant: str, resource_type: str, ids: list[str]) -> dict[str, StoredResource]:
         by_id = self._maps(tenant, resource_type)[0]
-        return {i: copy.deepcopy(by_id[i]) for i in ids if i in by_id}
+        return {i: _copy(by_id[i]) for i in ids if i in by_id}
 
     async def find_by_external_id(self, tenant: str, resource_type: str, external_id: str) -> list[StoredResource]:
         by_id, _, by_ext = self._maps(tenant, resource_type)
-        return [copy.deepcopy(by_id[i]) for i in sorted(by_ext.get(external_id, ())) if i in by_id]
+        return [_copy(by_id[i]) for i in sorted(by_ext.get(external_id, ())) if i in by_id]
 
     async def insert(self, tenant: str, resource: StoredResource) -> None:
         by_id, by_key, by_ext = self._maps(tenant, resource.resource_type)
         if resource.backend_key in by_key:
             raise DuplicateKey(resource.backend_key)
-        by_id[resource.id] = copy.deepcopy(resource)
+        by_id[resource.id] = _copy(resource)
         by_key[resource.backend_key] = resource.id
         if resource.external_id is not None:
             by_ext.setdefault(resource.external_id, set()).add(resource.id)
@@ -96,7 +111,7 @@ class MemoryStore:
                 del by_key[old.backend_key]
             if old.external_id is not None:
                 by_ext.get(old.external_id, set()).discard(old.id)
-        by_id[resource.id] = copy.deepcopy(resource)
+        by_id[resource.id] = _copy(resource)
         by_key[resource.backend_key] = resource.id
         if resource.external_id is not None:
             by_ext.setdefault(resource.external_id, set()).add(resource.id)
@@ -116,10 +131,10 @@ class MemoryStore:
     ) -> list[StoredResource]:
         by_id = self._maps(tenant, resource_type)[0]
         ids = sorted(i for i in by_id if after_id is None or i > after_id)[:limit]
-        return [copy.deepcopy(by_id[i]) for i in ids]
+        return [_copy(by_id[i]) for i in ids]
 
     async def journal_add(self, tenant: str, entry: JournalEntry) -> None:
-        self._journal.setdefault(tenant, {})[entry.id] = copy.deepcopy(entry)
+        self._journal.setdefault(tenant, {})[entry.id] = decode_entry(encode_entry(entry))
 
     async def journal_remove(self, tenant: str, entry_id: str) -> None:
         self._journal.get(tenant, {}).pop(entry_id, None)
@@ -128,7 +143,7 @@ class MemoryStore:
         self, tenant: str, resource_type: str | None = None, natural_key: str | None = None
     ) -> list[JournalEntry]:
         return [
-            copy.deepcopy(e) for e in self._journal.get(tenant, {}).values()
+            decode_entry(encode_entry(e)) for e in self._journal.get(tenant, {}).values()
             if (resource_type is None or e.resource_type == resource_type)
             and (natural_key is None or e.natural_key == natural_key)
         ]
