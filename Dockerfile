@@ -30,7 +30,7 @@ WORKDIR /var/lib/scim-gateway
 # Numeric, so orchestrators that enforce runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 EXPOSE 8080
-# Liveness only (no backend call): the same URL scheme and port the gateway was told to use.
+# Liveness only (no backend call), on the port and scheme set by SCIM_GATEWAY_PORT and SCIM_GATEWAY_TLS_CERT_FILE.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, ssl, sys, urllib.request; tls = bool(os.environ.get('SCIM_GATEWAY_TLS_CERT_FILE')); url = ('https' if tls else 'http') + '://127.0.0.1:' + os.environ.get('SCIM_GATEWAY_PORT', '8080') + '/healthz'; ctx = ssl._create_unverified_context() if tls else None; sys.exit(0 if urllib.request.urlopen(url, timeout=2, context=ctx).status == 200 else 1)"]
 ENTRYPOINT ["scim-gateway"]

@@ -46,7 +46,9 @@ def operation_name(fn: Callable[..., Any]) -> str:
         if name.startswith("_") and rt is not None:
             # A service's private wrapper (``UserService._find``) calls the adapter's find_users.
             name = f"{name.strip('_')}_{str(rt.name).lower()}s"
-        _OPERATION_NAMES[func] = name
+        if "<locals>" not in getattr(func, "__qualname__", "<locals>"):
+            # Closures are new objects on every call: caching them would grow without bound.
+            _OPERATION_NAMES[func] = name
     return name
 
 

@@ -186,3 +186,17 @@ def test_terminal_gets_readable_lines_and_pipes_get_json(capture_logs: LogConfig
     parsed = lines(pipe)
     assert parsed[0]["event"] == "hello" and parsed[0]["answer"] == 42 and parsed[0]["level"] == "info"
     assert parsed[1]["event"] == "library line" and parsed[1]["logger"] == "aiohttp.server"
+
+
+async def test_doubled_slash_and_unknown_paths_get_clean_route_names(
+    capture_logs: LogConfig, make_gateway: GatewayFactory
+) -> None:
+    out = capture_logs()
+    scim = await make_gateway()
+    assert (await scim.get("/scim/v2//Users")).status == 200
+    assert (await scim.get("/scim/v2/Nope")).status == 404
+    assert (await scim.get("/elsewhere")).status == 404
+    assert (await scim.request("OPTIONS", f"{BASE}/Schemas")).status == 405
+    routes = [(line["route"], line["operation"]) for line in request_lines(out)]
+    assert routes == [("/scim/v2/Users", "users.list"), ("/scim/{tail}", "unknown"), ("-", "unknown"),
+                      ("/scim/v2/Schemas", "discovery")]

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -159,3 +160,19 @@ async def test_each_app_has_its_own_registry(make_gateway: GatewayFactory) -> No
     await one.get(f"{BASE}/Users")
     assert value(await scrape(one), "scim_gateway_requests_total", operation="users.list") == 1
     assert value(await scrape(two), "scim_gateway_requests_total", operation="users.list") == 0
+
+
+def test_histograms_follow_prometheus_bucket_rules() -> None:
+    metrics = Metrics()
+    child = metrics.store_seconds.labels("get")
+    for seconds in (0.0001, 0.00011, 0.3, 99.0):
+        child.observe(seconds)
+    samples = parse(metrics.render().decode())
+    buckets = {lab["le"]: v for n, lab, v in samples
+               if n == "scim_gateway_store_duration_seconds_bucket" and lab["operation"] == "get"}
+    assert buckets["0.0001"] == 1  # "less than or equal"
+    assert buckets["0.00025"] == 2
+    assert buckets["0.25"] == 2 and buckets["1.0"] == 3
+    assert buckets["+Inf"] == 4
+    assert value(samples, "scim_gateway_store_duration_seconds_count", operation="get") == 4
+    assert value(samples, "scim_gateway_store_duration_seconds_sum", operation="get") == pytest.approx(99.30021)
