@@ -15,6 +15,7 @@ from typing import Any
 from bench import procs
 
 PROJECT = ("gateway/", "adapters/")
+LOOP = ("aiohttp/", "asyncio/", "uvloop/", "uvicorn/")
 
 
 def py_spy_available() -> bool:
@@ -56,6 +57,9 @@ def profile_summary(folded: Path, cpu_us_per_req: float, top: int = 25) -> dict[
         count = int(count_text)
         total += count
         frames = [_frame(f) for f in stack.split(";")]
+        # Frames below the event loop are the process's entry (cli.main → serve → run_app): not owners.
+        first = next((i for i, (_, path) in enumerate(frames) if path.startswith(LOOP)), 0)
+        frames = frames[first:]
         leaf_name, leaf_path = frames[-1]
         self_time[f"{leaf_name} ({leaf_path})"] += count
         seen: set[str] = set()

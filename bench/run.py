@@ -39,7 +39,8 @@ QUICK = Profile(
 FULL = Profile(
     name="full", reps=3, duration_s=3, concurrencies=(8, 64), hot_users=1000, active_pool=500, groups_per_run=100,
     bare_asyncio=True, warmup_s=2, mock_concurrencies=(8, 64), mock_reps=2, mock_duration_s=3, cycle_users=10000,
-    cycle_concurrency=16, scale_sizes=(1000, 10000, 100000), scale_duration_s=3,
+    cycle_concurrency=16, scale_sizes=(1000, 10000, 100000), scale_stores=("memory", "sqlite", "postgresql"),
+    scale_duration_s=3,
     profile_scenarios=("filter_hit", "post_user", "patch_replace", "group_add"), profile_duration_s=5,
     profile_backend_scenarios=("filter_hit", "patch_replace"),
     budget_s=1800,

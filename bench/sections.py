@@ -332,6 +332,44 @@ async def _backend_sequence(gw: Server, mock: Server) -> list[dict[str, Any]]:
     return steps
 
 
+METRIC_SUMS = {"request": "scim_gateway_request_duration_seconds",
+               "backend": "scim_gateway_backend_call_duration_seconds"}
+
+
+async def _scrape(server: Server) -> dict[str, float] | None:
+    """Sums and counts of the gateway's own request and backend-call timings (its /metrics)."""
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"{server.url}/metrics") as resp:
+            if resp.status != 200:
+                return None
+            text = await resp.text()
+    except aiohttp.ClientError:
+        return None
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        for key, name in METRIC_SUMS.items():
+            for suffix in ("_sum", "_count"):
+                if line.startswith(name + suffix + "{") or line.startswith(name + suffix + " "):
+                    totals[key + suffix] = totals.get(key + suffix, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals if "request_count" in totals else None
+
+
+def _decompose(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float] | None:
+    """Mean server-side time per request, the part spent in backend calls, and the rest (the gateway)."""
+    if not before or not after:
+        return None
+    requests = after["request_count"] - before["request_count"]
+    if requests <= 0:
+        return None
+    server = (after["request_sum"] - before["request_sum"]) / requests * 1000
+    backend = (after.get("backend_sum", 0) - before.get("backend_sum", 0)) / requests * 1000
+    calls = (after.get("backend_count", 0) - before.get("backend_count", 0)) / requests
+    return {"server_mean_ms": round(server, 3), "backend_mean_ms": round(backend, 3),
+            "gateway_mean_ms": round(server - backend, 3), "backend_calls_per_req": round(calls, 3)}
+
+
 # Which backend-call step each hot-path scenario is.
 SCENARIO_STEP = {"filter_hit": "filter hit", "filter_miss": "probe", "post_user": "create: POST",
                  "patch_replace": "update", "patch_active": "disable", "group_add": "member add"}
@@ -372,7 +410,9 @@ def backend(ctx: Context) -> dict[str, Any]:
                 for rep in range(p.mock_reps):
                     pool = ci * p.mock_reps + rep
                     target = _target(gw, seeded, pool, f"cm-{scenario}-c{concurrency}-r{rep}", hot)
+                    before = asyncio.run(_scrape(gw))
                     row = measure(ctx, gw, scenario, target, concurrency, p.mock_duration_s)
+                    row["inside"] = _decompose(before, asyncio.run(_scrape(gw)))
                     row["rep"] = rep
                     rows.append(row)
         overhead = []
@@ -390,6 +430,12 @@ def backend(ctx: Context) -> dict[str, Any]:
                     "added_p50_ms": round(p50 - k * floor_ms, 3), "added_p99_ms": round(p99 - k * floor_ms, 3),
                     "rps": round(_median([r["rps"] for r in mine]), 1),
                     "errors": sum(sum(r["errors"].values()) for r in mine),
+                    "server_cpu_us_per_req": round(_median([r["server_cpu_us_per_req"] for r in mine]), 1),
+                    # From the gateway's own /metrics: mean time per request inside the gateway, in backend
+                    # calls (HTTP client included) and the rest.
+                    "inside": {k: round(_median([r["inside"][k] for r in mine if r.get("inside")]), 3)
+                               for k in ("server_mean_ms", "backend_mean_ms", "gateway_mean_ms",
+                                         "backend_calls_per_req")} if any(r.get("inside") for r in mine) else None,
                 })
         for o in overhead:
             ctx.say(f"  {o['scenario']:<14} c={o['concurrency']:<3} {o['backend_calls']} calls  gateway p50 "
@@ -530,22 +576,46 @@ def initial_cycle(ctx: Context) -> dict[str, Any]:
 
 # --- 6: scale ------------------------------------------------------------------------------------
 
-def postgres_status() -> tuple[str | None, str]:
-    """(DSN, reason): a DSN when the gateway has a PostgreSQL store and one is configured."""
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"  # the test suite's default server
+
+
+def postgres_status(wanted: bool) -> tuple[str | None, str]:
+    """(DSN, reason): a reachable PostgreSQL DSN when the gateway has a PostgreSQL store."""
     import os
 
     from gateway.wiring import make_store
 
-    dsn = os.environ.get("BENCH_POSTGRES_DSN")
+    if not wanted:
+        return None, "not in this mode"
+    dsn = os.environ.get("BENCH_POSTGRES_DSN") or os.environ.get("SCIM_GATEWAY_TEST_POSTGRES") or DEFAULT_PG
     try:
-        make_store(dsn or "postgresql://bench@127.0.0.1/bench")
+        make_store(dsn)
     except ValueError as exc:
-        return None, f"the gateway has no PostgreSQL store yet ({exc})"
-    except Exception:  # constructing it may try to connect: the store exists
-        pass
-    if not dsn:
-        return None, "set BENCH_POSTGRES_DSN to a postgresql:// DSN to include PostgreSQL"
-    return dsn, "ok"
+        return None, f"the gateway has no PostgreSQL store ({exc})"
+    try:
+        import asyncpg  # type: ignore[import-untyped]
+
+        async def probe() -> None:
+            conn = await asyncpg.connect(dsn, timeout=3)
+            await conn.close()
+
+        asyncio.run(probe())
+    except Exception as exc:
+        return None, f"PostgreSQL at {dsn} is unreachable ({type(exc).__name__}); set BENCH_POSTGRES_DSN"
+    return dsn, f"PostgreSQL at {dsn.rsplit('@', 1)[-1]}, a throw-away schema per run"
+
+
+def _drop_schema(dsn: str, schema: str) -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 def scale(ctx: Context) -> dict[str, Any]:
@@ -556,7 +626,7 @@ def scale(ctx: Context) -> dict[str, Any]:
             stores[store] = "memory"
         elif store == "sqlite":
             stores[store] = "sqlite"
-    dsn, pg_reason = postgres_status()
+    dsn, pg_reason = postgres_status("postgresql" in p.scale_stores)
     if dsn:
         stores["postgresql"] = dsn
     rows: list[dict[str, Any]] = []
@@ -566,10 +636,11 @@ def scale(ctx: Context) -> dict[str, Any]:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             state = {"memory": "memory", "sqlite": f"sqlite:///{path}"}.get(state_kind, state_kind)
+            schema = f"bench_{uuid.uuid4().hex[:10]}" if store == "postgresql" else None
             server = None
             try:
                 server, info = launch.start_seeded_gateway(f"scale-{store}-{users}", ctx.logs, ctx.server_cpus,
-                                                           state=state, users=users)
+                                                           state=state, users=users, pg_schema=schema)
                 target = Target(base=server.base, token=server.token, hit_name_fmt="scale.user{}@example.com",
                                 hit_count=users, tag=f"scale-{store}-{users}")
                 measure(ctx, server, "filter_hit", target, p.scale_concurrency, min(1.0, p.scale_duration_s))
@@ -583,6 +654,8 @@ def scale(ctx: Context) -> dict[str, Any]:
             finally:
                 if server is not None:
                     server.stop()
+                if schema and dsn:
+                    _drop_schema(dsn, schema)
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{path}{suffix}").unlink(missing_ok=True)
     flat = []

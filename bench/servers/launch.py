@@ -58,12 +58,13 @@ def start_gateway(name: str, logs: Path, cpus: set[int], *, state: str = "memory
     return Server(name, proc, f"http://{procs.HOST}:{port}", GATEWAY_BASE)
 
 
-def start_seeded_gateway(name: str, logs: Path, cpus: set[int], *, state: str, users: int
-                         ) -> tuple[Server, dict[str, float]]:
+def start_seeded_gateway(name: str, logs: Path, cpus: set[int], *, state: str, users: int,
+                         pg_schema: str | None = None) -> tuple[Server, dict[str, float]]:
     """The gateway on the memory backend with ``users`` users seeded through its service layer."""
     port = procs.free_port()
+    extra = ["--pg-schema", pg_schema] if pg_schema else []
     proc = procs.Proc(name, [sys.executable, "-m", "bench.servers.seeded", "--port", str(port),
-                             "--users", str(users)],
+                             "--users", str(users), *extra],
                       cpus=cpus, log=logs / f"{name}.log", env=gateway_env(state), stdout_pipe=True)
     procs.wait_port(port, 60 + users / 200, proc)
     assert proc.popen.stdout is not None

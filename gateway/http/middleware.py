@@ -14,6 +14,7 @@ from gateway.http.render import error_response
 from gateway.metrics import NO_TENANT
 from gateway.provisioning.idempotency import IdempotencyKeys, StoredReply, fingerprint
 from gateway.scim.errors import ScimError
+from gateway.store.base import StoreBusy
 from gateway.tenants import Tenant, TenantRegistry
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -60,6 +61,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 status = exc.status
                 raise
             response = error_response(_http_error(exc))
+        except StoreBusy as exc:
+            log.warning("state store busy", detail=str(exc))
+            response = error_response(ScimError(
+                503, "The gateway is busy coordinating other writes to the same object; retry shortly.",
+                retry_after=2,
+            ))
         except Exception:
             log.exception("unhandled error", method=request.method, path=request.path)
             response = error_response(ScimError(500, "Internal error in the gateway; see its log for request "

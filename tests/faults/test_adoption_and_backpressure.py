@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import ClientSession
 
@@ -87,3 +88,26 @@ async def test_recreated_mailbox_gets_a_new_id(aiohttp_server: ServerFactory) ->
         assert "title" not in new
         async with session.get(f"{base}/Users/{old['id']}") as r:
             assert r.status == 404
+
+
+async def test_a_busy_state_store_answers_503(aiohttp_client: Any) -> None:
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    from gateway.store.base import StoreBusy
+    from gateway.store.memory import MemoryStore
+
+    class BusyStore(MemoryStore):
+        @contextlib.asynccontextmanager
+        async def _busy(self) -> AsyncIterator[None]:
+            raise StoreBusy("lock held elsewhere")
+            yield
+
+        def lock(self, tenant: str, name: str) -> Any:
+            return self._busy()
+
+    client = await aiohttp_client(create_app(make_settings(), store=BusyStore()), headers=AUTH)
+    resp = await client.post("/scim/v2/Users", json={"userName": "busy@x.example"})
+    assert resp.status == 503
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert (await resp.json())["status"] == "503"
