@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
+import orjson
 import structlog
 from structlog.typing import Processor
 
@@ -85,6 +86,11 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
+def _orjson_text(obj: Any, **_: Any) -> str:
+    # orjson renders a log line several times faster than json.dumps; str() for anything exotic.
+    return orjson.dumps(obj, default=str).decode()
+
+
 def configure_logging(
     fmt: str = "auto",
     level: str = "info",
@@ -102,8 +108,9 @@ def configure_logging(
     out = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     # Plain tracebacks: a pretty formatter may print local variables, i.e. request bodies and secrets.
-    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(
-        exception_formatter=structlog.dev.plain_traceback
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_orjson_text) if use_json
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):

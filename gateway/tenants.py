@@ -45,6 +45,7 @@ class TenantRegistry:
 
     def __init__(self) -> None:
         self._by_hash: dict[str, Tenant] = {}
+        self._recent: dict[str, Tenant] = {}
         self.tenants: dict[str, Tenant] = {}
 
     def add(self, tenant: Tenant, token_hashes: list[str]) -> None:
@@ -55,7 +56,19 @@ class TenantRegistry:
     def authenticate(self, token: str) -> Tenant | None:
         """The tenant a token belongs to, or None.
 
-        Only the sha256 of the token is compared (as a dict key), so response timing can reveal
-        at most a prefix of a hash, never of a token.
+        Tokens are looked up by hash, never compared character by character: the sha256 of the
+        token is the key of the configured hashes, and recently seen valid tokens sit in a dict
+        keyed by Python's randomised (SipHash) string hash. Response timing therefore reveals
+        nothing about a valid token's characters.
         """
-        return self._by_hash.get(hash_token(token))
+        cached = self._recent.get(token)
+        if cached is not None:
+            return cached
+        tenant = self._by_hash.get(hash_token(token))
+        if tenant is not None:
+            # Only valid tokens are remembered, and only a few: a flood of made-up tokens
+            # can neither fill memory nor skip the hash for itself.
+            if len(self._recent) >= 256:
+                self._recent.clear()
+            self._recent[token] = tenant
+        return tenant

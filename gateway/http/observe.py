@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -33,7 +33,7 @@ def safe_request_id(incoming: str | None) -> str:
     if incoming and len(incoming) <= MAX_REQUEST_ID and incoming.isascii() and incoming.isprintable() \
             and incoming.strip():
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as unique as a uuid4, at a fraction of the cost
 
 
 def describe(request: web.Request) -> tuple[str, str]:

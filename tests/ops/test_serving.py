@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -207,4 +208,5 @@ async def test_sigterm_lets_an_in_flight_create_finish_exactly_once(
         await store.close()
     text = _read(log)
     assert "shutting down" in text
-    assert '"status": 201' in text
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert any(line.get("event") == "request" and line.get("status") == 201 for line in lines)
