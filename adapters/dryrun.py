@@ -41,8 +41,9 @@ from adapters.base import (
     Rejected,
     UserRecord,
 )
+from adapters.records import matches, set_dotted
 from gateway.logs import SECRET_KEYS
-from gateway.scim.filter_ast import And, AttrPath, Compare, Filter, Or
+from gateway.scim.filter_ast import AttrPath, Compare, Filter
 
 log = structlog.get_logger("adapters.dryrun")
 
@@ -51,55 +52,6 @@ FindFn = Callable[[Filter | None, int, int], Awaitable[Page[R]]]
 
 
 # --- pure helpers --------------------------------------------------------------------
-
-
-def _lookup(attrs: Mapping[str, Any], name: str) -> Any:
-    # SCIM attribute names are case-insensitive; a pushed-down filter may use any case.
-    if name in attrs:
-        return attrs[name]
-    folded = name.lower()
-    return next((v for k, v in attrs.items() if k.lower() == folded), None)
-
-
-def matches(flt: Filter | None, attrs: Attributes) -> bool:
-    """Evaluate the eq/and/or filters an adapter receives against canonical attributes."""
-    if flt is None:
-        return True
-    if isinstance(flt, And):
-        return matches(flt.left, attrs) and matches(flt.right, attrs)
-    if isinstance(flt, Or):
-        return matches(flt.left, attrs) or matches(flt.right, attrs)
-    if isinstance(flt, Compare) and flt.op == "eq" and flt.path.value_filter is None:
-        actual = _lookup(attrs, flt.path.attr)
-        if flt.path.sub_attr is not None:
-            actual = _lookup(actual, flt.path.sub_attr) if isinstance(actual, dict) else None
-        if isinstance(actual, str) and isinstance(flt.value, str):
-            return actual.lower() == flt.value.lower()
-        if isinstance(actual, bool) != isinstance(flt.value, bool):
-            return False
-        return bool(actual == flt.value)
-    raise Rejected("invalidFilter", "a backend filter may only combine eq with and/or")
-
-
-def _set_dotted(attrs: Attributes, dotted: str, value: Any) -> None:
-    head, _, tail = dotted.partition(".")
-    if not tail:
-        if value is None:
-            attrs.pop(head, None)
-        else:
-            attrs[head] = value
-        return
-    inner = attrs.get(head)
-    if not isinstance(inner, dict):
-        if value is None:
-            return
-        inner = attrs[head] = {}
-    if value is None:
-        inner.pop(tail, None)
-        if not inner:
-            attrs.pop(head, None)
-    else:
-        inner[tail] = value
 
 
 def redact(value: Any) -> Any:
@@ -267,7 +219,7 @@ class DryRunAdapter:
             if new_key != key and await self._user_or_none(new_key) is not None:
                 raise AlreadyExists(new_key, f"mailbox {new_key} already exists")
         for dotted, value in changes.items():
-            _set_dotted(current, dotted, copy.deepcopy(value))
+            set_dotted(current, dotted, copy.deepcopy(value))
         self._would("update_user", key=key, changes=changes)
         self._users[new_key] = current
         if new_key != key:
@@ -375,7 +327,7 @@ class DryRunAdapter:
                     await self._name_taken(name, own_key=key)
                 attributes["displayName"] = name
             else:
-                _set_dotted(attributes, path, copy.deepcopy(value))
+                set_dotted(attributes, path, copy.deepcopy(value))
         self._would("update_group", key=key, changes=changes)
         group.attributes, group.member_keys = attributes, members
         return GroupRecord(key, copy.deepcopy(attributes), list(members))

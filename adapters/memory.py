@@ -23,7 +23,8 @@ from adapters.base import (
     Rejected,
     UserRecord,
 )
-from gateway.scim.filter_ast import And, Compare, Filter, Or
+from adapters.records import matches, set_dotted
+from gateway.scim.filter_ast import Compare, Filter
 
 
 def _clone(value: Any) -> Any:
@@ -32,45 +33,6 @@ def _clone(value: Any) -> Any:
 
 
 USER_ATTRIBUTES = frozenset({"userName", "active", "name.givenName", "name.familyName", "displayName"})
-
-
-def _get_dotted(attrs: Attributes, dotted: str) -> Any:
-    head, _, tail = dotted.partition(".")
-    value = attrs.get(head)
-    if tail:
-        return value.get(tail) if isinstance(value, dict) else None
-    return value
-
-
-def _set_dotted(attrs: Attributes, dotted: str, value: Any) -> None:
-    head, _, tail = dotted.partition(".")
-    if not tail:
-        if value is None:
-            attrs.pop(head, None)
-        else:
-            attrs[head] = value
-        return
-    inner = attrs.setdefault(head, {})
-    if value is None:
-        inner.pop(tail, None)
-        if not inner:
-            attrs.pop(head, None)
-    else:
-        inner[tail] = value
-
-
-def _matches(flt: Filter, attrs: Attributes) -> bool:
-    if isinstance(flt, And):
-        return _matches(flt.left, attrs) and _matches(flt.right, attrs)
-    if isinstance(flt, Or):
-        return _matches(flt.left, attrs) or _matches(flt.right, attrs)
-    if isinstance(flt, Compare) and flt.op == "eq":
-        dotted = flt.path.attr if flt.path.sub_attr is None else f"{flt.path.attr}.{flt.path.sub_attr}"
-        actual = _get_dotted(attrs, dotted)
-        if isinstance(actual, str) and isinstance(flt.value, str):
-            return actual.lower() == flt.value.lower()
-        return bool(actual == flt.value)
-    raise Rejected("invalidFilter", "the memory backend only evaluates eq/and/or")
 
 
 class MemoryAdapter:
@@ -117,7 +79,7 @@ class MemoryAdapter:
         if filter is None:
             keys = list(itertools.islice(self._users, offset, offset + limit))
             return Page([UserRecord(k, _clone(self._users[k])) for k in keys], len(self._users))
-        matching = [k for k, attrs in self._users.items() if _matches(filter, attrs)]
+        matching = [k for k, attrs in self._users.items() if matches(filter, attrs)]
         page = matching[offset:offset + limit]
         return Page([UserRecord(k, _clone(self._users[k])) for k in page], len(matching))
 
@@ -154,7 +116,7 @@ class MemoryAdapter:
                 raise AlreadyExists(new_key, f"mailbox {new_name} already exists")
         updated = _clone(current)
         for dotted, value in changes.items():
-            _set_dotted(updated, dotted, _clone(value))
+            set_dotted(updated, dotted, _clone(value))
         if new_key != key:
             del self._users[key]
             for group in self._groups.values():
@@ -183,7 +145,7 @@ class MemoryAdapter:
             return Page(items[:limit], 1 if key is not None else 0)
         groups = list(self._groups.values())
         if filter is not None:
-            groups = [g for g in groups if _matches(filter, g.attributes)]
+            groups = [g for g in groups if matches(filter, g.attributes)]
         return Page([self._copy_group(g) for g in groups[offset:offset + limit]], len(groups))
 
     async def get_group(self, key: str) -> GroupRecord:
@@ -225,7 +187,7 @@ class MemoryAdapter:
             self._group_by_name.pop(str(old_name).lower(), None)
             self._group_by_name[new_name.lower()] = key
         for dotted, value in changes.items():
-            _set_dotted(group.attributes, dotted, _clone(value))
+            set_dotted(group.attributes, dotted, _clone(value))
         return self._copy_group(group)
 
     async def add_members(self, key: str, member_keys: Sequence[str]) -> None:
