@@ -10,6 +10,7 @@ next replica to settle.
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
 import sys
 from collections.abc import Iterator
@@ -56,6 +57,15 @@ async def _announce_shutdown(app: web.Application) -> None:
     log.info("shutting down: finishing requests in flight")
 
 
+async def _tune_gc(app: web.Application) -> None:
+    """Fewer, cheaper collections: a request allocates many short-lived objects, and the
+    cycle collector's full passes over a large, long-lived heap were seen as 100-200 ms pauses
+    in the write p99. Objects alive after start-up (modules, settings) are frozen out of it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def serve(settings: Settings) -> int:
     """Serve until SIGINT/SIGTERM; 2 on a configuration error."""
     from gateway.http.app import create_app
@@ -75,6 +85,7 @@ def serve(settings: Settings) -> int:
         print(f"configuration error: TLS certificate or key: {exc}", file=sys.stderr)
         return 2
     app.on_shutdown.append(_announce_shutdown)
+    app.on_startup.append(_tune_gc)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     scheme = "https" if context is not None else "http"

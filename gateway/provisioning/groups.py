@@ -81,17 +81,20 @@ class GroupService(ResourceServiceBase[GroupRecord]):
                 ids[key] = (await self._adopt(key, USER_RESOURCE.name)).id
         return ids
 
-    async def _member_keys(self, member_ids: list[str]) -> list[str]:
-        """SCIM ids → mailbox keys.
+    async def _member_keys(self, member_ids: list[str], known: dict[str, str] | None = None) -> dict[str, str]:
+        """SCIM id → mailbox key for each id that names a provisioned User, in the given order.
+
+        ``known`` (id → key, e.g. the current members) spares the store a lookup per member:
+        adding one member to a list of thousands looks up one id.
 
         Ids that name no provisioned User (a nested group, or a user deleted meanwhile) are
         skipped with a warning rather than failing the whole PATCH: Entra sends many members
         per request, and one it cannot place must not keep the others off the list.
         """
-        if not member_ids:
-            return []
-        users = await self.store.get_many(self.tenant, USER_RESOURCE.name, member_ids)
-        missing = [m for m in member_ids if m not in users]
+        known = known or {}
+        unknown = [m for m in member_ids if m not in known]
+        users = await self.store.get_many(self.tenant, USER_RESOURCE.name, unknown) if unknown else {}
+        missing = [m for m in unknown if m not in users]
         if missing:
             groups = await self.store.get_many(self.tenant, GROUP_RESOURCE.name, missing)
             log.warning(
@@ -100,7 +103,12 @@ class GroupService(ResourceServiceBase[GroupRecord]):
                 unknown_ids=sorted(m for m in missing if m not in groups),
                 reason="a distribution list can only hold provisioned mailboxes",
             )
-        return [users[m].backend_key for m in member_ids if m in users]
+        keys: dict[str, str] = {}
+        for m in member_ids:
+            key = known.get(m) or (users[m].backend_key if m in users else None)
+            if key is not None:
+                keys[m] = key
+        return keys
 
     def _body(self, record: GroupRecord, stored: StoredResource, member_ids: dict[str, str] | None,
               base_url: str) -> Resource:
@@ -123,8 +131,12 @@ class GroupService(ResourceServiceBase[GroupRecord]):
                 for record, stored in pairs]
 
     async def _render_one(self, record: GroupRecord, stored: StoredResource, base_url: str,
-                          projection: Projection) -> Resource:
-        resource = (await self._render_many([(record, stored)], base_url, projection))[0]
+                          projection: Projection, ids: dict[str, str] | None = None) -> Resource:
+        """``ids`` (member key → SCIM id) when the caller already knows every member's id."""
+        if ids is None or projection.excludes("members"):
+            resource = (await self._render_many([(record, stored)], base_url, projection))[0]
+        else:
+            resource = self._finish(self._body(record, stored, ids, base_url), stored, base_url)
         return self._project(resource, projection)
 
     async def _load(self, id: str) -> tuple[StoredResource, GroupRecord]:
@@ -157,7 +169,7 @@ class GroupService(ResourceServiceBase[GroupRecord]):
             await self._settle(name)
             if await self._find_by_name(name) is not None:
                 raise uniqueness(f"displayName '{name}' is already taken by another group")
-            member_keys = await self._member_keys(member_ids)
+            member_keys = list((await self._member_keys(member_ids)).values())
             async with self.journal.write("create", name, stored):
                 record = await self._create_group(owned, member_keys, name)
                 stored.backend_key = record.key
@@ -203,10 +215,11 @@ class GroupService(ResourceServiceBase[GroupRecord]):
             ids = await self._member_ids(record.member_keys)
             current = {"id": stored.id, **self._body(record, stored, ids, base_url)}
             new = apply_patch(current, ops, self.rt)
-            return await self._write(stored, record, new, base_url, projection)
+            return await self._write(stored, record, new, base_url, projection, ids)
 
     async def _write(self, stored: StoredResource, record: GroupRecord, new: Resource, base_url: str,
-                     projection: Projection) -> Resource:
+                     projection: Projection, ids: dict[str, str] | None = None) -> Resource:
+        """``ids``: the current members' key → id map, when known."""
         new = dict(new)
         wanted_ids = list(dict.fromkeys(m["value"] for m in new.pop("members", []) or []))
         new_owned, new_shadow = self.ownership.split(new)
@@ -214,13 +227,15 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         changes = self.ownership.changes(old_owned, new_owned)
         if "displayName" in changes and not changes["displayName"]:
             raise invalid_value("displayName is required and cannot be removed")
-        wanted_keys = await self._member_keys(wanted_ids)
+        by_id = await self._member_keys(wanted_ids, {v: k for k, v in ids.items()} if ids else None)
+        wanted_keys = list(by_id.values())
+        new_ids = {key: member_id for member_id, key in by_id.items()}
         current = set(record.member_keys)
         to_add = [k for k in wanted_keys if k not in current]
         wanted = set(wanted_keys)
         to_remove = [k for k in record.member_keys if k not in wanted]
         if not (changes or to_add or to_remove or new_shadow != stored.shadow):
-            return await self._render_one(record, stored, base_url, projection)
+            return await self._render_one(record, stored, base_url, projection, ids)
         target = dataclasses.replace(stored, sent=dict(stored.sent))
         target.shadow = new_shadow
         target.version += 1
@@ -232,7 +247,7 @@ class GroupService(ResourceServiceBase[GroupRecord]):
             target.backend_key = record.key
             await self.store.update(self.tenant, target)
         record.member_keys = [k for k in record.member_keys if k in wanted] + to_add
-        return await self._render_one(record, target, base_url, projection)
+        return await self._render_one(record, target, base_url, projection, {**(ids or {}), **new_ids})
 
     async def _update_backend(self, stored: StoredResource, record: GroupRecord, changes: Resource,
                               to_add: list[str], to_remove: list[str]) -> GroupRecord:

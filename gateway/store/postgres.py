@@ -145,6 +145,9 @@ class PostgresStore:
             settings["application_name"] = "scim-gateway"
         if self.schema is not None:
             settings["search_path"] = self.schema
+        # asyncpg keeps prepared statements per connection; a generic plan made while the tables were
+        # nearly empty would be kept after they fill up (a seq scan at 100k rows). Plan per execution.
+        settings["plan_cache_mode"] = "force_custom_plan"
         pool = await asyncpg.create_pool(self.dsn, min_size=min_size, max_size=max_size, server_settings=settings)
         if pool is None:  # only when the pool is created without being awaited
             raise RuntimeError("asyncpg returned no pool")
