@@ -27,10 +27,17 @@ unit: $(STAMP)
 # pytest exits 5 when it collected no test: that is a failure here, as in CI.
 test: lint typecheck unit
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.run --full
+# The benchmark's own tools (chart, the peer server, profiler); wrk comes from the OS (apt-get install wrk).
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
-bench-quick: $(STAMP)
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --full
+	$(BIN)/python -m bench.fairness --out bench/results/fairness.json
+
+bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick
 
 clean:

@@ -27,14 +27,24 @@ from typing import Any
 from bench import procs
 from bench.load import wrk_path
 from bench.report import console_table, evaluate_targets, write_results
-from bench.sections import Context, Profile, backend, hot_paths, initial_cycle, profiles, scale
+from bench.sections import (
+    Context,
+    Profile,
+    backend,
+    flatness,
+    group_sizes,
+    hot_paths,
+    initial_cycle,
+    profiles,
+    scale,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 QUICK = Profile(
     name="quick", reps=1, duration_s=1, concurrencies=(8, 64), hot_users=500, active_pool=300, groups_per_run=50,
     warmup_s=1, mock_concurrencies=(8,), mock_reps=1, mock_duration_s=1, cycle_users=1000, cycle_concurrency=16,
-    scale_sizes=(1000, 10000), scale_duration_s=1, profile_scenarios=(), budget_s=170,
+    scale_sizes=(1000, 10000), scale_duration_s=1, group_sizes=(10, 100), profile_scenarios=(), budget_s=170,
 )
 FULL = Profile(
     name="full", reps=3, duration_s=3, concurrencies=(8, 64), hot_users=1000, active_pool=500, groups_per_run=100,
@@ -45,7 +55,7 @@ FULL = Profile(
     profile_backend_scenarios=("filter_hit", "patch_replace"),
     budget_s=1800,
 )
-SECTIONS = ("hot", "backend", "cycle", "scale", "profile")
+SECTIONS = ("hot", "backend", "cycle", "scale", "groups", "profile")
 
 
 def _version(name: str) -> str:
@@ -80,11 +90,11 @@ def _git() -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=procs.ROOT, capture_output=True, text=True, timeout=10,
-                                  check=False).stdout.strip()
+                                  check=False).stdout.rstrip()
         except (OSError, subprocess.TimeoutExpired):
             return ""
     changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line.strip()]
-    return {"commit": git("rev-parse", "--short", "HEAD") or "?", "uncommitted_files": len(changed),
+    return {"commit": git("rev-parse", "--short", "HEAD").strip() or "?", "uncommitted_files": len(changed),
             "uncommitted": changed[:40]}
 
 
@@ -132,6 +142,18 @@ NOTES = [
 ]
 
 
+def rerender(out: Path) -> int:
+    import json
+
+    results = json.loads((out / "latest.json").read_text())
+    if results.get("scale", {}).get("runs"):
+        results["scale"]["flatness"] = flatness(results["scale"]["runs"])
+    results["targets"] = evaluate_targets(results)
+    write_results(results, out)
+    print(console_table(results))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -148,7 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nice", type=int, default=0,
                         help="scheduling priority of the servers and the load generator (e.g. -10 as root, so "
                              "other work on a shared machine disturbs the measurement less); 0 leaves it alone")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other sections of the folder's latest.json (re-run only --only's sections)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="measure nothing: re-render the targets, results.md and chart.png from latest.json")
     args = parser.parse_args(argv)
+    if args.report_only:
+        return rerender(args.out or (RESULTS / "quick" if args.quick else RESULTS))
 
     profile = QUICK if args.quick else FULL
     overrides = {"reps": args.reps, "duration_s": args.duration, "cycle_users": args.cycle_users,
@@ -186,11 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         with procs.Watchdog(profile.budget_s):
             for key, name, section in (("hot", "hot_paths", hot_paths), ("backend", "backend", backend),
                                        ("cycle", "initial_cycle", initial_cycle), ("scale", "scale", scale),
-                                       ("profile", "profiles", profiles)):
+                                       ("groups", "group_sizes", group_sizes), ("profile", "profiles", profiles)):
                 if key not in ctx.sections:
                     continue
                 try:
+                    code_at_start = tree_hash()
                     results[name] = section(ctx)
+                    results[name]["code_tree"] = code_at_start
                 except Exception as exc:  # one broken section must not lose the others
                     failures[name] = f"{type(exc).__name__}: {exc}"
                     ctx.say(f"section {name} failed: {failures[name]}")
@@ -200,9 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         if not failures:
             shutil.rmtree(work, ignore_errors=True)
     results["code"]["tree_hash_end"] = tree_hash()
-    if results["code"]["tree_hash_end"] != results["code"]["tree_hash_start"]:
+    trees = {name: results[name].get("code_tree") for name in ("hot_paths", "backend", "initial_cycle", "scale",
+                                                               "group_sizes", "profiles")
+             if isinstance(results.get(name), dict)}
+    if len(set(trees.values()) | {results["code"]["tree_hash_start"]}) > 1:
         results["notes"] = [*results["notes"], "WARNING: gateway/ or adapters/ changed during this run, so its "
-                            "sections may have measured different code (each server loads the code when it starts)."]
+                            "sections measured different code (each section's servers load the code when they "
+                            "start): " + ", ".join(f"{k} {v}" for k, v in trees.items())]
     results["machine"]["nice"] = args.nice
     results["failures"] = failures
     if failures:
@@ -211,6 +245,24 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     foreign = [r["foreign_cpu_pct"] for r in results.get("hot_paths", {}).get("runs", [])]
     results["machine"]["foreign_cpu_pct_median"] = round(statistics.median(foreign), 1) if foreign else None
+    if args.merge and (out / "latest.json").exists():
+        import json
+
+        previous = json.loads((out / "latest.json").read_text())
+        fresh = {k: results[k] for k in ("hot_paths", "backend", "initial_cycle", "scale", "group_sizes",
+                                         "profiles") if k in results}
+        merged = [*previous.get("merged", []), {"sections": sorted(fresh), "started": results["started"],
+                                                "duration_s": results["duration_s"], "code": results["code"]}]
+        results = {**previous, **fresh, "merged": merged}
+        foreign = [r["foreign_cpu_pct"] for r in results.get("hot_paths", {}).get("runs", [])]
+        results["machine"]["foreign_cpu_pct_median"] = round(statistics.median(foreign), 1) if foreign else None
+        trees = {name: results[name].get("code_tree") for name in ("hot_paths", "backend", "initial_cycle",
+                                                                   "scale", "group_sizes", "profiles")
+                 if isinstance(results.get(name), dict)}
+        results["notes"] = [n for n in results["notes"] if not n.startswith("WARNING")]
+        if len(set(trees.values())) > 1:
+            results["notes"].append("WARNING: the sections measured different code: "
+                                    + ", ".join(f"{k} {v}" for k, v in trees.items()))
     results["targets"] = evaluate_targets(results)
     paths = write_results(results, out)
     print(console_table(results))

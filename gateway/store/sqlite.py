@@ -9,15 +9,21 @@ state and adoption repair.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 
 from gateway.store.base import DuplicateKey, IdempotencyRecord, JournalEntry, StoredResource, decode_entry, encode_entry
 from gateway.store.locks import KeyedLocks
+
+log = structlog.get_logger("gateway.store.sqlite")
+CHECKPOINT_INTERVAL_S = 1.0
 
 MIGRATIONS: list[str] = [
     """
@@ -78,6 +84,7 @@ class SqliteStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
         # One SQLite file serves one gateway process, so process-local locks are enough.
         self._locks = KeyedLocks()
 
@@ -101,6 +108,28 @@ class SqliteStore:
         db.execute("PRAGMA busy_timeout=5000")
         self._db = db
         self._migrate()
+        if self.path != ":memory:":
+            # Checkpoints copy the WAL into the database file. Done inside a commit on the event loop
+            # they stall every request for milliseconds; a passive checkpoint from a worker thread
+            # on its own connection never blocks writers.
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = asyncio.create_task(self._checkpoint_forever())
+
+    def _checkpoint(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout=1000")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
+    async def _checkpoint_forever(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self._checkpoint)
+            except sqlite3.Error as exc:  # busy or transient: the next round tries again
+                log.warning("sqlite checkpoint failed", error=str(exc))
 
     def _migrate(self) -> None:
         db = self.db
@@ -122,7 +151,14 @@ class SqliteStore:
                 raise
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
         if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
             self._db = None
 

@@ -326,3 +326,32 @@ async def test_journal_entries_are_copies(store: StateStore) -> None:
     got.resource.shadow["externalId"] = "changed after read"
     again = (await store.journal_pending("t1"))[0]
     assert again.resource.shadow["externalId"] == "ext-1"
+
+
+async def test_sqlite_checkpoints_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from gateway.store import sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_INTERVAL_S", 0.05)
+    calls: list[int] = []
+    real = SqliteStore._checkpoint
+
+    def counting(self: SqliteStore) -> None:
+        calls.append(1)
+        real(self)
+
+    monkeypatch.setattr(SqliteStore, "_checkpoint", counting)
+    store = SqliteStore(str(tmp_path / "c.db"))
+    await store.open()
+    for i in range(50):
+        await store.insert("t1", _res(f"id-{i}", f"u{i}@x.ch"))
+    await asyncio.sleep(0.3)
+    assert calls, "no background checkpoint ran"
+    await store.close()
+    wal = tmp_path / "c.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0, "close() leaves the WAL checkpointed and empty"
+    reopened = SqliteStore(str(tmp_path / "c.db"))
+    await reopened.open()
+    assert await reopened.get("t1", "User", "id-49") is not None
+    await reopened.close()
