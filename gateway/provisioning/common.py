@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -114,6 +115,21 @@ class ResourceServiceBase(Generic[RecordT]):
         raise NotImplementedError
 
     # --- shared -----------------------------------------------------------------
+
+    def _new_mapping(self, owned: Resource, shadow: Resource) -> StoredResource:
+        """The mapping of a resource about to be created (its backend key is set once known)."""
+        stamp = now_iso()
+        return StoredResource(
+            id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key="", shadow=shadow,
+            version=1, created=stamp, last_modified=stamp, sent=sent_strings(owned, self.ownership),
+        )
+
+    def _next_version(self, stored: StoredResource, new_owned: Resource, new_shadow: Resource) -> StoredResource:
+        """The mapping as it will be once a change is written: new shadow, next version."""
+        return dataclasses.replace(
+            stored, shadow=new_shadow, version=stored.version + 1, last_modified=now_iso(),
+            sent=sent_strings(new_owned, self.ownership),
+        )
 
     async def _settle(self, name: str) -> None:
         """Finish or drop an interrupted write about ``name`` (call with its lock held)."""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,8 +15,6 @@ from gateway.provisioning.common import (
     TenantContext,
     check_if_match,
     echo_sent,
-    now_iso,
-    sent_strings,
 )
 from gateway.provisioning.journal import Journal
 from gateway.provisioning.ownership import Ownership, merge
@@ -160,11 +156,7 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         member_ids = [m["value"] for m in resource.pop("members", [])]
         owned, shadow = self.ownership.split(resource)
         name: str = resource["displayName"]
-        stamp = now_iso()
-        stored = StoredResource(
-            id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key="", shadow=shadow,
-            version=1, created=stamp, last_modified=stamp, sent=sent_strings(owned, self.ownership),
-        )
+        stored = self._new_mapping(owned, shadow)
         async with self.store.lock(self.tenant, f"Group/name/{name.lower()}"):
             await self._settle(name)
             if await self._find_by_name(name) is not None:
@@ -236,11 +228,7 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         to_remove = [k for k in record.member_keys if k not in wanted]
         if not (changes or to_add or to_remove or new_shadow != stored.shadow):
             return await self._render_one(record, stored, base_url, projection, ids)
-        target = dataclasses.replace(stored, sent=dict(stored.sent))
-        target.shadow = new_shadow
-        target.version += 1
-        target.last_modified = now_iso()
-        target.sent = sent_strings(new_owned, self.ownership)
+        target = self._next_version(stored, new_owned, new_shadow)
         name = str(new_owned.get("displayName") or "")
         async with self.journal.write("update", name, target, changes):
             record = await self._update_backend(stored, record, changes, to_add, to_remove)

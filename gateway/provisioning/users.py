@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,8 +15,6 @@ from gateway.provisioning.common import (
     TenantContext,
     check_if_match,
     echo_sent,
-    now_iso,
-    sent_strings,
 )
 from gateway.provisioning.journal import Journal
 from gateway.provisioning.ownership import Ownership, merge
@@ -117,11 +113,7 @@ class UserService(ResourceServiceBase[UserRecord]):
         resource = self._normalize(body)
         owned, shadow = self.ownership.split(resource)
         user_name: str = resource["userName"]
-        stamp = now_iso()
-        stored = StoredResource(
-            id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key="", shadow=shadow,
-            version=1, created=stamp, last_modified=stamp, sent=sent_strings(owned, self.ownership),
-        )
+        stored = self._new_mapping(owned, shadow)
         async with self.store.lock(self.tenant, f"User/name/{user_name.lower()}"):
             await self._settle(user_name)
             # Checked here too, not only by the backend: some legacy APIs silently create a duplicate.
@@ -198,11 +190,7 @@ class UserService(ResourceServiceBase[UserRecord]):
         shadow_changed = new_shadow != stored.shadow
         if not changes and not shadow_changed:
             return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
-        target = dataclasses.replace(stored, sent=dict(stored.sent))
-        target.shadow = new_shadow
-        target.version += 1
-        target.last_modified = now_iso()
-        target.sent = sent_strings(new_owned, self.ownership)
+        target = self._next_version(stored, new_owned, new_shadow)
         if changes:
             name = str(changes.get("userName") or new_owned.get("userName") or "")
             renamed = "userName" in changes and name.lower() != str(old_owned.get("userName", "")).lower()
