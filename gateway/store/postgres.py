@@ -86,6 +86,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX idempotency_by_expiry ON idempotency (expires);
     """,
+    # Statistics after a bulk load (an initial cycle, an adoption sweep) instead of after 10% of a
+    # large table changed: a planner working from empty-table statistics picks sequential scans.
+    """
+    ALTER TABLE resources SET (autovacuum_analyze_scale_factor = 0.01, autovacuum_analyze_threshold = 200);
+    ALTER TABLE journal SET (autovacuum_analyze_scale_factor = 0.05, autovacuum_analyze_threshold = 100);
+    """,
 ]
 
 _COLUMNS = "id, resource_type, backend_key, shadow, sent, version, created, last_modified"

@@ -212,3 +212,10 @@ async def test_a_lock_held_too_long_elsewhere_is_store_busy(replica: StoreFactor
     await first.finish()
     async with b.lock("t1", "User/name/slow@x.ch"):
         pass
+
+
+async def test_resources_are_analysed_early(schema: str, replica: StoreFactory) -> None:
+    await replica()
+    rows = await _sql("SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                      " WHERE n.nspname = $1 AND c.relname = 'resources'", schema)
+    assert "autovacuum_analyze_scale_factor=0.01" in list(rows[0][0])
