@@ -8,9 +8,9 @@ scimType) and call counting live in one place.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 import structlog
@@ -73,13 +73,13 @@ class BackendGuard:
         self.breaker: CircuitBreaker | None = None
         self.observer: CallObserver | None = None
 
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
+    async def _acquire(self) -> None:
+        """A backend slot, or 429 once the queue wait is over (no timer when a slot is free)."""
         try:
             if self._slots.locked():
                 await asyncio.wait_for(self._slots.acquire(), self._queue_timeout)
             else:
-                await self._slots.acquire()  # free slot: no timer task needed
+                await self._slots.acquire()
         except TimeoutError:
             telemetry.note_throttle("concurrency")
             raise ScimError(
@@ -88,11 +88,10 @@ class BackendGuard:
                 retry_after=max(1.0, self._queue_timeout),
             ) from None
         self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self._slots.release()
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        self._slots.release()
 
     async def call(self, fn: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run one adapter call; Transient and Rejected become SCIM errors.
@@ -109,7 +108,10 @@ class BackendGuard:
                 raise
         outcome = UNSETTLED
         try:
-            async with self._slot():
+            # Acquire/release by hand: an async context manager per backend call costs more than the call
+            # to the in-memory backend itself.
+            await self._acquire()
+            try:
                 self.calls += 1
                 stats = telemetry.current()
                 retries_before = 0
@@ -136,6 +138,8 @@ class BackendGuard:
                     raise rejected_error(exc) from exc
                 finally:
                     self._observe(fn, outcome, time.perf_counter() - started, stats, retries_before)
+            finally:
+                self._release()
         finally:
             if breaker is not None:
                 breaker.settle(outcome, trial)
@@ -145,8 +149,9 @@ class BackendGuard:
         operation = operation_name(fn)
         if self.observer is not None:
             self.observer(operation, outcome, seconds)
-        log.debug("backend call", operation=operation, outcome=outcome, duration_ms=round(seconds * 1000, 2),
-                  retries=stats.retries - retries_before if stats is not None else None)
+        if log.is_enabled_for(logging.DEBUG):
+            log.debug("backend call", operation=operation, outcome=outcome, duration_ms=round(seconds * 1000, 2),
+                      retries=stats.retries - retries_before if stats is not None else None)
 
 
 class RateLimiter:
