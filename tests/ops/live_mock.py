@@ -78,3 +78,19 @@ def dead_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def acme_tenant_toml(token_hash: str, backend_url: str) -> str:
+    """The ``acme`` tenant on the live mock, with short timeouts, as a TOML fragment."""
+    return f"""
+[tenants.acme]
+token_hashes = ["{token_hash}"]
+
+[tenants.acme.backend]
+adapter = "cleanmail"
+url = "{backend_url}"
+api_key = "{API_KEY}"
+list_domain = "{DOMAIN}"
+deadline = 1.0
+attempt_timeout = 0.5
+"""

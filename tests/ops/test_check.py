@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from tests.ops.live_mock import API_KEY, DOMAIN, LiveMock, dead_port, live_mock
+from tests.ops.live_mock import API_KEY, DOMAIN, LiveMock, acme_tenant_toml, dead_port, live_mock
 
 __all__ = ["live_mock"]
 
@@ -28,18 +28,7 @@ def write_config(tmp_path: Path, backend_url: str, *, state: str | None = None, 
 [gateway]
 state = "{state}"
 {extra}
-
-[tenants.acme]
-token_hashes = ["{HASH_A}"]
-
-[tenants.acme.backend]
-adapter = "cleanmail"
-url = "{backend_url}"
-api_key = "{API_KEY}"
-list_domain = "{DOMAIN}"
-deadline = 1.0
-attempt_timeout = 0.5
-
+{acme_tenant_toml(HASH_A, backend_url)}
 [tenants.trial]
 token_hashes = ["{HASH_B}"]
 dry_run = true

@@ -20,7 +20,7 @@ from gateway.store.base import MappingScanner, StoredResource
 from gateway.store.memory import MemoryStore
 from gateway.store.sqlite import SqliteStore
 from gateway.tenants import hash_token
-from tests.ops.live_mock import API_KEY, DOMAIN, LiveMock, dead_port, live_mock
+from tests.ops.live_mock import DOMAIN, LiveMock, acme_tenant_toml, dead_port, live_mock
 from tests.pg_support import POSTGRES_DSN, fresh_schema
 
 __all__ = ["live_mock"]
@@ -40,18 +40,7 @@ def write_config(tmp_path: Path, backend_url: str, state: str | None = None) -> 
     config.write_text(f"""
 [gateway]
 state = "{state or f'sqlite:///{tmp_path / "state.sqlite3"}'}"
-
-[tenants.acme]
-token_hashes = ["{hash_token(TOKEN)}"]
-
-[tenants.acme.backend]
-adapter = "cleanmail"
-url = "{backend_url}"
-api_key = "{API_KEY}"
-list_domain = "{DOMAIN}"
-deadline = 1.0
-attempt_timeout = 0.5
-""")
+{acme_tenant_toml(hash_token(TOKEN), backend_url)}""")
     return config
 
 
