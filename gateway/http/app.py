@@ -135,7 +135,8 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
         adapters.append(tenant_adapter)
         registry.add(
             build_tenant(name, tenant_settings, tenant_adapter, store, max_page_size=settings.max_page_size,
-                         landing_window_s=settings.write_landing_window),
+                         landing_window_s=settings.write_landing_window,
+                         max_patch_operations=settings.max_patch_operations),
             tenant_settings.token_hashes,
         )
     for tenant in registry.tenants.values():

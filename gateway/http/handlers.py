@@ -102,9 +102,6 @@ class ScimHandlers:
     async def patch(self, request: web.Request) -> web.Response:
         service = self._service(request)
         body = await self._json(request)
-        operations = body.get("Operations") if isinstance(body, dict) else None
-        if isinstance(operations, list) and len(operations) > self.max_operations:
-            raise ScimError(400, f"A PATCH may carry at most {self.max_operations} operations.", "tooMany")
         projection = parse_projection(request.query)
         resource = await service.patch(
             request.match_info["id"], body, self.base_url(request), projection,

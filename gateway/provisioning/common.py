@@ -75,6 +75,7 @@ class TenantContext:
     domains: frozenset[str] = frozenset()
     """Mail domains the tenant may provision; empty allows any."""
     landing_window_s: float = 5.0
+    max_patch_operations: int = 1000
 
 
 class ResourceServiceBase(Generic[RecordT]):

@@ -200,7 +200,7 @@ class GroupService(ResourceServiceBase[GroupRecord]):
 
     async def patch(self, id: str, body: Any, base_url: str, projection: Projection,
                     if_match: Sequence[str] | None) -> Resource:
-        ops = parse_patch(body, self.rt)
+        ops = parse_patch(body, self.rt, self.ctx.max_patch_operations)
         async with self.store.lock(self.tenant, f"Group/id/{id}"):
             stored, record = await self._load(id)
             check_if_match(stored, if_match)

@@ -166,7 +166,7 @@ class UserService(ResourceServiceBase[UserRecord]):
     async def patch(
         self, id: str, body: Any, base_url: str, projection: Projection, if_match: Sequence[str] | None
     ) -> Resource:
-        ops = parse_patch(body, self.rt)
+        ops = parse_patch(body, self.rt, self.ctx.max_patch_operations)
         async with self.store.lock(self.tenant, f"User/id/{id}"):
             stored, record = await self._load(id)
             check_if_match(stored, if_match)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from gateway.scim.errors import invalid_path, invalid_syntax, mutability, no_target
+from gateway.scim.errors import invalid_path, invalid_syntax, mutability, no_target, too_many
 from gateway.scim.filter import parse_path
 from gateway.scim.filter_ast import AttrPath, Filter
 from gateway.scim.resources import (
@@ -196,7 +196,7 @@ def _check_mutability(op: OpName, target: _Target) -> None:
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_patch(body: Any, rt: ResourceType) -> list[PatchOperation]:
+def parse_patch(body: Any, rt: ResourceType, max_operations: int | None = None) -> list[PatchOperation]:
     """Canonical operations for a PatchOp request body.
 
     Path-less operations and whole-schema paths are expanded into one operation per
@@ -216,6 +216,8 @@ def parse_patch(body: Any, rt: ResourceType) -> list[PatchOperation]:
     if not isinstance(raw_ops, list) or not raw_ops:
         # RFC 7644 §3.5.2: "an array of one or more PATCH operations".
         raise invalid_syntax("'Operations' must be a list of one or more operations")
+    if max_operations is not None and len(raw_ops) > max_operations:
+        raise too_many(f"A PATCH may carry at most {max_operations} operations; this one has {len(raw_ops)}.")
     out: list[PatchOperation] = []
     for index, raw in enumerate(raw_ops):
         _parse_one(raw, index, rt, out)

@@ -98,3 +98,4 @@ async def test_keys_are_per_tenant(aiohttp_client: ClientFactory) -> None:
         resp = await client.post(f"{BASE}/Users", json={"userName": name},
                                  headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "shared"})
         assert resp.status == 201, await resp.text()
+
