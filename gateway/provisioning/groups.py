@@ -70,8 +70,7 @@ class GroupService(ResourceServiceBase[GroupRecord]):
 
     async def _member_ids(self, member_keys: list[str]) -> dict[str, str]:
         """User key → SCIM id, adopting mailboxes that were added to the list outside the gateway."""
-        known = await self.store.get_many_by_keys(self.tenant, USER_RESOURCE.name, member_keys)
-        ids = {key: stored.id for key, stored in known.items()}
+        ids = await self.store.ids_by_keys(self.tenant, USER_RESOURCE.name, member_keys) if member_keys else {}
         for key in member_keys:
             if key not in ids:
                 ids[key] = (await self._adopt(key, USER_RESOURCE.name)).id

@@ -93,6 +93,9 @@ class StateStore(Protocol):
         self, tenant: str, resource_type: str, keys: list[str]
     ) -> dict[str, StoredResource]: ...
 
+    async def ids_by_keys(self, tenant: str, resource_type: str, keys: list[str]) -> dict[str, str]:
+        """Backend key → SCIM id for the mapped ``keys``: rendering a list's members needs no more."""
+
     async def get_many(self, tenant: str, resource_type: str, ids: list[str]) -> dict[str, StoredResource]: ...
 
     async def find_by_external_id(self, tenant: str, resource_type: str, external_id: str) -> list[StoredResource]:

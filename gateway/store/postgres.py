@@ -286,6 +286,16 @@ class PostgresStore:
     async def get_many(self, tenant: str, resource_type: str, ids: list[str]) -> dict[str, StoredResource]:
         return {r.id: r for r in await self._many(tenant, resource_type, "id", ids)}
 
+    async def ids_by_keys(self, tenant: str, resource_type: str, keys: list[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        rows = await self.pool.fetch(
+            "SELECT backend_key, id FROM resources WHERE tenant=$1 AND resource_type=$2"
+            " AND backend_key = ANY($3::text[])",
+            tenant, resource_type, keys,
+        )
+        return {r["backend_key"]: r["id"] for r in rows}
+
     async def find_by_external_id(self, tenant: str, resource_type: str, external_id: str) -> list[StoredResource]:
         rows = await self.pool.fetch(
             f"SELECT {_COLUMNS} FROM resources WHERE tenant=$1 AND resource_type=$2 AND external_id=$3"

@@ -198,6 +198,18 @@ class SqliteStore:
     async def get_many(self, tenant: str, resource_type: str, ids: list[str]) -> dict[str, StoredResource]:
         return {r.id: r for r in self._many(tenant, resource_type, "id", ids)}
 
+    async def ids_by_keys(self, tenant: str, resource_type: str, keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            rows = self.db.execute(
+                "SELECT backend_key, id FROM resources WHERE tenant=? AND resource_type=?"
+                f" AND backend_key IN ({','.join('?' * len(chunk))})",
+                (tenant, resource_type, *chunk),
+            ).fetchall()
+            found.update(rows)
+        return found
+
     async def find_by_external_id(self, tenant: str, resource_type: str, external_id: str) -> list[StoredResource]:
         rows = self.db.execute(
             f"SELECT {_COLUMNS} FROM resources WHERE tenant=? AND resource_type=? AND external_id=? ORDER BY id",

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store.base import DuplicateKey, IdempotencyRecord, JournalEntry, StateStore, StoredResource
+from gateway.store.base import (
+    DuplicateKey,
+    IdempotencyRecord,
+    JournalEntry,
+    MappingScanner,
+    StateStore,
+    StoredResource,
+)
 from gateway.store.memory import MemoryStore
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
@@ -105,6 +112,11 @@ async def test_get_many(store: StateStore) -> None:
     assert sorted(r.id for r in by_keys.values()) == ["id-0", "id-2"]
     by_ids = await store.get_many("t1", "User", ["id-1", "nope"])
     assert list(by_ids) == ["id-1"]
+    assert await store.ids_by_keys("t1", "User", ["u0@x.ch", "u2@x.ch", "missing"]) == {
+        "u0@x.ch": "id-0", "u2@x.ch": "id-2"}
+    assert await store.ids_by_keys("t1", "Group", ["u0@x.ch"]) == {}
+    assert await store.ids_by_keys("t2", "User", ["u0@x.ch"]) == {}
+    assert await store.ids_by_keys("t1", "User", []) == {}
 
 
 async def test_delete(store: StateStore) -> None:
@@ -123,6 +135,45 @@ async def test_returned_objects_are_copies(store: StateStore) -> None:
     got.shadow["title"] = "changed"
     again = await store.get("t1", "User", "id-1")
     assert again is not None and again.shadow["title"] == "x"
+
+
+async def test_no_mutation_by_a_caller_reaches_the_store(store: StateStore) -> None:
+    """Neither the object handed to insert/update nor any object a read returns is shared
+    with the store, down to nested values."""
+    original = _res("id-1", "a@x.ch", externalId="e", emails=[{"value": "a@x.ch"}], name={"formatted": "A"})
+    await store.insert("t1", original)
+    original.shadow["emails"][0]["value"] = "inserted object"
+    original.sent["userName"] = "inserted object"
+
+    def spoil(got: StoredResource) -> None:
+        got.shadow["emails"][0]["value"] = "spoilt"
+        got.shadow["name"]["formatted"] = "spoilt"
+        got.shadow["externalId"] = "spoilt"
+        got.sent["userName"] = "spoilt"
+        got.version = 99
+
+    for _ in range(2):
+        reads: list[StoredResource | None] = [
+            await store.get("t1", "User", "id-1"),
+            await store.get_by_key("t1", "User", "a@x.ch"),
+            *(await store.get_many("t1", "User", ["id-1"])).values(),
+            *(await store.get_many_by_keys("t1", "User", ["a@x.ch"])).values(),
+            *await store.find_by_external_id("t1", "User", "e"),
+        ]
+        if isinstance(store, MappingScanner):
+            reads += await store.iter_mappings("t1", "User", None, 10)
+        assert len(reads) == (6 if isinstance(store, MappingScanner) else 5)
+        for got in reads:
+            assert got is not None
+            assert got.shadow == {"externalId": "e", "emails": [{"value": "a@x.ch"}], "name": {"formatted": "A"}}
+            assert got.sent == {"userName": "A@X.CH"} and got.version == 1
+            spoil(got)
+
+    updated = _res("id-1", "a@x.ch", externalId="e", emails=[{"value": "b@x.ch"}])
+    await store.update("t1", updated)
+    updated.shadow["emails"][0]["value"] = "updated object"
+    got = await store.get("t1", "User", "id-1")
+    assert got is not None and got.shadow["emails"] == [{"value": "b@x.ch"}]
 
 
 async def test_sqlite_persists_across_reopen(tmp_path: Path) -> None:
