@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway.ids import new_hex_id
 from gateway.metrics import Metrics
 
 METRICS_KEY: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
@@ -33,7 +32,7 @@ def safe_request_id(incoming: str | None) -> str:
     if incoming and len(incoming) <= MAX_REQUEST_ID and incoming.isascii() and incoming.isprintable() \
             and incoming.strip():
         return incoming
-    return os.urandom(16).hex()  # as unique as a uuid4, at a fraction of the cost
+    return new_hex_id()
 
 
 def describe(request: web.Request) -> tuple[str, str]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from adapters.base import Adapter, Page
+from gateway.ids import new_uuid
 from gateway.provisioning.guard import BackendGuard
 from gateway.provisioning.journal import Journal
 from gateway.provisioning.ownership import Ownership, get_dotted
@@ -121,7 +121,7 @@ class ResourceServiceBase(Generic[RecordT]):
         """The mapping of a resource about to be created (its backend key is set once known)."""
         stamp = now_iso()
         return StoredResource(
-            id=str(uuid.uuid4()), resource_type=self.rt.name, backend_key="", shadow=shadow,
+            id=new_uuid(), resource_type=self.rt.name, backend_key="", shadow=shadow,
             version=1, created=stamp, last_modified=stamp, sent=sent_strings(owned, self.ownership),
         )
 
@@ -189,7 +189,7 @@ class ResourceServiceBase(Generic[RecordT]):
         """A mapping (new id) for a backend object the gateway has never seen."""
         rtype = resource_type or self.rt.name
         stamp = now_iso()
-        stored = StoredResource(id=str(uuid.uuid4()), resource_type=rtype, backend_key=key, version=1,
+        stored = StoredResource(id=new_uuid(), resource_type=rtype, backend_key=key, version=1,
                                 created=stamp, last_modified=stamp)
         try:
             await self.store.insert(self.tenant, stored)
@@ -248,16 +248,15 @@ class ResourceServiceBase(Generic[RecordT]):
             return [self._project(r, projection) for r in rendered], page.total
         if query.filter is not None:
             flt = scim_filter.parse_filter(query.filter)
-            scim_filter.validate(flt, self.rt)
+            predicate = scim_filter.validate(flt, self.rt)
             pairs = await self._candidates(flt)
         else:
-            flt = None
+            predicate = None
             pairs = await self._mapping_for(await self._scan(None))
         # Filtering needs the attributes it names; members are costly, so skip them unless named.
         needs_all = "members" in (query.filter or "").lower() or (query.sort_by or "").lower().startswith("members")
         resources = await self._render_many(pairs, base_url, Projection() if needs_all else projection)
-        if flt is not None:
-            predicate = scim_filter.compile_filter(flt, self.rt)
+        if predicate is not None:
             resources = [r for r in resources if predicate(r)]
         if query.sort_by is not None:
             resources = sort_resources(resources, query.sort_by, query.descending, self.rt)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import structlog
 
 from adapters.base import Transient
+from gateway.ids import new_hex_id
 from gateway.provisioning.ownership import get_dotted
 from gateway.scim.errors import ScimError
 from gateway.store.base import DuplicateKey, JournalEntry, StateStore, StoredResource
@@ -58,7 +58,7 @@ class Journal:
     ) -> AsyncIterator[JournalEntry]:
         snapshot = dataclasses.replace(resource, shadow=dict(resource.shadow), sent=dict(resource.sent))
         entry = JournalEntry(
-            id=uuid.uuid4().hex, resource_type=self.resource_type, op=op, natural_key=natural_key.lower(),
+            id=new_hex_id(), resource_type=self.resource_type, op=op, natural_key=natural_key.lower(),
             resource=snapshot, changes=dict(changes or {}), created=_now(),
         )
         await self.store.journal_add(self.tenant, entry)

@@ -381,9 +381,12 @@ def matches_value(f: Filter, element: dict[str, Any], attribute: Attribute) -> b
     return _compile(f, attribute, False)(element)
 
 
-def validate(f: Filter, rt: ResourceType) -> None:
-    """Reject operators and literals that make no sense for known attributes; unknown ones pass."""
-    _compile(f, rt, True)
+def validate(f: Filter, rt: ResourceType) -> Predicate:
+    """Reject operators and literals that make no sense for known attributes; unknown ones pass.
+
+    Returns the compiled filter: a filter that validates compiles to what ``compile_filter`` gives.
+    """
+    return _compile(f, rt, True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -250,6 +250,9 @@ class ResolvedAttribute:
         return f"{base}.{self.sub_attribute.name}" if self.sub_attribute else base
 
 
+_RESOLVE_CACHE_SIZE = 1024
+
+
 @dataclass(frozen=True)
 class ResourceType:
     name: str
@@ -257,6 +260,10 @@ class ResourceType:
     description: str
     schema: Schema
     extensions: tuple[Schema, ...] = ()
+    # Every filter, PATCH path and projection resolves the same few names again and again.
+    _resolved: dict[tuple[str, str | None, str | None], ResolvedAttribute | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     @property
     def schemas(self) -> tuple[Schema, ...]:
@@ -277,6 +284,17 @@ class ResourceType:
         An unqualified name is looked up in the common attributes, the core schema, then each
         extension: Entra sends ``manager`` meaning the enterprise extension's manager.
         """
+        key = (attr, sub_attr, urn)
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        found = self._resolve(attr, sub_attr, urn)
+        if len(self._resolved) < _RESOLVE_CACHE_SIZE:  # client-chosen names: keep it bounded
+            self._resolved[key] = found
+        return found
+
+    def _resolve(self, attr: str, sub_attr: str | None, urn: str | None) -> ResolvedAttribute | None:
         schemas: tuple[Schema, ...]
         if urn:
             lower = urn.lower()
