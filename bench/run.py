@@ -51,7 +51,8 @@ FULL = Profile(
     bare_asyncio=True, warmup_s=2, mock_concurrencies=(8, 64), mock_reps=2, mock_duration_s=3, cycle_users=10000,
     cycle_concurrency=16, scale_sizes=(1000, 10000, 100000), scale_stores=("memory", "sqlite", "postgresql"),
     scale_duration_s=3,
-    profile_scenarios=("filter_hit", "post_user", "patch_replace", "group_add"), profile_duration_s=5,
+    profile_scenarios=("filter_hit", "filter_miss", "post_user", "patch_replace", "patch_active", "group_add"),
+    profile_duration_s=5,
     profile_backend_scenarios=("filter_hit", "patch_replace"),
     budget_s=1800,
 )

@@ -117,7 +117,8 @@ class Settings(BaseSettings):
     tenants: dict[str, TenantSettings] = Field(default_factory=dict, description="Tenants (TOML [tenants.NAME]).")
     state: str = Field(
         default="sqlite:///scim-gateway-state.sqlite3",
-        description="Gateway state store: 'memory', 'sqlite:///path' or a 'postgresql://' DSN.",
+        description="Gateway state store: 'memory', 'sqlite:///relative/path', 'sqlite:////absolute/path' "
+        "or a 'postgresql://' DSN.",
     )
     config: Path | None = Field(default=None, description="TOML file with further settings.")
     host: str = Field(default="127.0.0.1", description="Listen address.")
