@@ -214,6 +214,26 @@ def _core_times() -> dict[int, tuple[float, float, float]]:
     return times
 
 
+def wait_cores_idle(cores: set[int], *, busy_pct: float = 10.0, window_s: float = 0.2, timeout_s: float = 5.0
+                    ) -> float:
+    """Wait until ``cores`` are quiet (below ``busy_pct`` over one window); returns the seconds waited.
+
+    A server still working off the queue its last load run left (a slow peer holds up to one
+    request per connection, hundreds of ms of CPU) would otherwise steal the first part of the
+    next server's run on the same core: it showed as 100-200 ms outliers in that run's p99.
+    """
+    started = time.monotonic()
+    while True:
+        before = _core_times()
+        time.sleep(window_s)
+        after = _core_times()
+        busy = sum(after[c][0] - before[c][0] for c in cores if c in after)
+        total = sum(after[c][2] - before[c][2] for c in cores if c in after)
+        waited = time.monotonic() - started
+        if (total and 100 * busy / total < busy_pct) or waited >= timeout_s:
+            return waited
+
+
 class CpuMeter:
     """Server CPU and foreign load on the server's cores over one measurement."""
 

@@ -89,11 +89,12 @@ def measure(ctx: Context, server: Server, scenario: str, target: Target, concurr
     """One load run against ``server``, with its CPU accounting (and GC pauses when it reports them)."""
     if server.gc_stats:
         asyncio.run(post_json(f"{server.url}/__bench__/gc", {}))
+    settle_s = procs.wait_cores_idle(ctx.server_cpus)
     with procs.CpuMeter(server.pid, ctx.server_cpus) as meter:
         result = run_load(scenario, target, server.url, concurrency, duration_s=duration_s,
                           max_requests=max_requests, cpus=ctx.load_cpus, generator=ctx.generator,
                           workdir=ctx.work / "scripts")
-    row = {"server": server.name, **result.to_json(), **meter.to_json(result.requests)}
+    row = {"server": server.name, **result.to_json(), **meter.to_json(result.requests), "settle_s": round(settle_s, 2)}
     if server.gc_stats:
         row["gc"] = asyncio.run(get_json(f"{server.url}/__bench__/gc"))
     return row

@@ -57,7 +57,7 @@ async def _announce_shutdown(app: web.Application) -> None:
     log.info("shutting down: finishing requests in flight")
 
 
-async def _tune_gc(app: web.Application) -> None:
+async def tune_gc(app: web.Application) -> None:
     """Fewer, cheaper collections: a request allocates many short-lived objects, and the
     cycle collector's full passes over a large, long-lived heap were seen as 100-200 ms pauses
     in the write p99. Objects alive after start-up (modules, settings) are frozen out of it."""
@@ -85,7 +85,7 @@ def serve(settings: Settings) -> int:
         print(f"configuration error: TLS certificate or key: {exc}", file=sys.stderr)
         return 2
     app.on_shutdown.append(_announce_shutdown)
-    app.on_startup.append(_tune_gc)
+    app.on_startup.append(tune_gc)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     scheme = "https" if context is not None else "http"

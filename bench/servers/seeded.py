@@ -84,6 +84,7 @@ def main() -> None:
     from gateway.http.middleware import REGISTRY_KEY
     from gateway.logs import configure_logging
     from gateway.scim.query import Projection
+    from gateway.serving import tune_gc
 
     settings = load_settings(None, port=args.port)
     configure_logging(settings.log_format, settings.log_level)
@@ -111,6 +112,7 @@ def main() -> None:
                           "rss_after_mb": round(rss_mb(), 1)}), flush=True)
 
     app.on_startup.append(seed)  # after the app's own start-up, which opens the store
+    app.on_startup.append(tune_gc)  # as `scim-gateway serve` does, once the seeded state is in place
     watch = GcWatch()
 
     async def gc_stats(request: web.Request) -> web.Response:
