@@ -69,7 +69,9 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(_target(f"overhead:{row['scenario']}",
                            f"added latency over the mock ≤ 1 ms p50: {TITLES[row['scenario']]} c={row['concurrency']}",
                            "≤ 1 ms", f"{row['added_p50_ms']:.2f} ms (p99 +{row['added_p99_ms']:.1f} ms)",
-                           row["added_p50_ms"] <= 1.0, f"{row['backend_calls']} backend call(s)"))
+                           row["added_p50_ms"] <= 1.0, f"{row['backend_calls']} backend call(s)"
+                           + (f"; a bare aiohttp proxy adds {row['bare_proxy_added_p50_ms']:.2f} ms for as many hops"
+                              if row.get("bare_proxy_added_p50_ms") is not None else "")))
     cycle = results.get("initial_cycle", {})
     if cycle.get("ratio_to_latency_bound") is not None:
         ratio = cycle["ratio_to_latency_bound"]
@@ -191,17 +193,21 @@ def markdown(results: dict[str, Any]) -> str:
                   "backend budget (`SCIM_GATEWAY_BACKEND_CONCURRENCY`, default 32, and the Cleanmail client's pool "
                   "of 32 connections) holds half the requests in a queue by design: the added latency there is "
                   "mostly that wait, not CPU. The target is read at c=8.", "",
+                  "Bare proxy = what a bare aiohttp server adds when it forwards the same number of calls to the "
+                  "mock with aiohttp's client (`bench/servers/bare_proxy.py`, measured in the same run): the "
+                  "share of the added latency that the stack itself costs on this machine.", "",
                   "The last four columns are means that split the request's time: as the load generator sees it, "
                   "as the gateway's own request timer sees it (its `/metrics`), the part of that spent in backend "
                   "calls (the Cleanmail HTTP client included), and the rest: the gateway's own code.", "",
-                  "| scenario | c | backend calls | floor ms | gateway p50 ms | added p50 ms | gateway p99 ms "
-                  "| added p99 ms | req/s | client mean | server mean | in backend calls | gateway code |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| scenario | c | backend calls | floor ms | gateway p50 ms | added p50 ms | bare proxy added ms "
+                  "| gateway p99 ms | added p99 ms | req/s | client mean | server mean | in backend calls "
+                  "| gateway code |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for o in backend["overhead"]:
             inside = o.get("inside") or {}
             lines.append(f"| {TITLES[o['scenario']]} | {o['concurrency']} | {o['backend_calls']} "
                          f"| {_f(o['backend_floor_ms'], 2)} | {_f(o['gateway_p50_ms'], 2)} "
-                         f"| {_f(o['added_p50_ms'], 2)} "
+                         f"| {_f(o['added_p50_ms'], 2)} | {_f(o.get('bare_proxy_added_p50_ms'), 2)} "
                          f"| {_f(o['gateway_p99_ms'], 2)} | {_f(o['added_p99_ms'], 2)} | {_f(o['rps'])} "
                          f"| {_f(o.get('client_mean_ms'), 2)} | {_f(inside.get('server_mean_ms'), 2)} "
                          f"| {_f(inside.get('backend_mean_ms'), 2)} | {_f(inside.get('gateway_mean_ms'), 2)} |")
@@ -292,13 +298,15 @@ def console_table(results: dict[str, Any]) -> str:
     backend = results.get("backend", {})
     if backend.get("overhead"):
         out += ["", f"{'over the mock (' + str(int(backend['latency_ms'])) + ' ms/call)':<38}{'c':>4}{'calls':>6}"
-                    f"{'p50 ms':>9}{'added':>8}{'p99 ms':>9}{'added':>8}{'own code':>9}"]
+                    f"{'p50 ms':>9}{'added':>8}{'proxy':>8}{'p99 ms':>9}{'added':>8}{'own code':>9}"]
         for o in backend["overhead"]:
             own = (o.get("inside") or {}).get("gateway_mean_ms")
             out.append(f"{TITLES[o['scenario']]:<38}{o['concurrency']:>4}{o['backend_calls']:>6}"
-                       f"{o['gateway_p50_ms']:>9.2f}{o['added_p50_ms']:>8.2f}{o['gateway_p99_ms']:>9.2f}"
+                       f"{o['gateway_p50_ms']:>9.2f}{o['added_p50_ms']:>8.2f}"
+                       f"{_f(o.get('bare_proxy_added_p50_ms'), 2):>8}{o['gateway_p99_ms']:>9.2f}"
                        f"{o['added_p99_ms']:>8.2f}{_f(own, 2):>9}")
-        out.append("own code = mean time per request inside the gateway outside backend calls (its /metrics)")
+        out.append("proxy = what a bare aiohttp proxy adds for as many backend calls; own code = mean time per "
+                   "request inside the gateway outside backend calls (its /metrics)")
     cycle = results.get("initial_cycle", {})
     if cycle:
         out += ["", f"initial cycle: {cycle['users']:,} users c={cycle['concurrency']}: {cycle['wall_s']:.1f} s vs "

@@ -383,13 +383,15 @@ async def _set_latency(mock: Server, latency_ms: float) -> None:
 
 def backend(ctx: Context) -> dict[str, Any]:
     p = ctx.profile
-    mock = gw = None
+    mock = gw = proxy = None
     try:
-        ctx.say("backend: starting the Cleanmail mock (load core) and the gateway on it (SQLite state)")
+        ctx.say("backend: starting the Cleanmail mock (load core), the gateway on it (SQLite state) and a bare "
+                "aiohttp proxy to it")
         mock = launch.start_mock("mock", ctx.logs, ctx.load_cpus)
         state = f"sqlite:///{ctx.work / 'backend-state.sqlite3'}"
         gw = launch.start_gateway("gateway-cleanmail", ctx.logs, ctx.server_cpus, state=state,
                                   backend="cleanmail", mock_url=mock.url)
+        proxy = launch.start_bare_proxy("bare-proxy", ctx.logs, ctx.server_cpus, mock)
         asyncio.run(_set_latency(mock, 0))
         steps = asyncio.run(_backend_sequence(gw, mock))
         ctx.say("  backend calls per SCIM operation: "
@@ -406,8 +408,11 @@ def backend(ctx: Context) -> dict[str, Any]:
                              hit_count=hot, tag="mock")
         rows: list[dict[str, Any]] = []
         own: dict[int, dict[str, Any]] = {}
+        proxied: dict[int, dict[str, Any]] = {}
         for ci, concurrency in enumerate(p.mock_concurrencies):
             own[concurrency] = measure(ctx, mock, "backend_get", mock_target, concurrency, p.mock_duration_s)
+            proxied[concurrency] = measure(ctx, proxy, "backend_get", dataclasses.replace(mock_target, tag="proxy"),
+                                           concurrency, p.mock_duration_s)
             for scenario in HOT_PATHS:
                 for rep in range(p.mock_reps):
                     pool = ci * p.mock_reps + rep
@@ -420,6 +425,7 @@ def backend(ctx: Context) -> dict[str, Any]:
         overhead = []
         for concurrency in p.mock_concurrencies:
             floor_ms = own[concurrency]["p50_ms"]
+            proxy_added_ms = proxied[concurrency]["p50_ms"] - floor_ms
             for scenario in HOT_PATHS:
                 mine = [r for r in rows if r["scenario"] == scenario and r["concurrency"] == concurrency]
                 k = calls.get(SCENARIO_STEP[scenario], 0)
@@ -430,6 +436,8 @@ def backend(ctx: Context) -> dict[str, Any]:
                     "backend_call_p50_ms": floor_ms, "backend_floor_ms": round(k * floor_ms, 3),
                     "gateway_p50_ms": round(p50, 3), "gateway_p99_ms": round(p99, 3),
                     "added_p50_ms": round(p50 - k * floor_ms, 3), "added_p99_ms": round(p99 - k * floor_ms, 3),
+                    # What a bare aiohttp proxy adds for the same number of hops: the stack's own share.
+                    "bare_proxy_added_p50_ms": round(k * proxy_added_ms, 3),
                     "rps": round(_median([r["rps"] for r in mine]), 1),
                     "errors": sum(sum(r["errors"].values()) for r in mine),
                     "server_cpu_us_per_req": round(_median([r["server_cpu_us_per_req"] for r in mine]), 1),
@@ -444,9 +452,9 @@ def backend(ctx: Context) -> dict[str, Any]:
             ctx.say(f"  {o['scenario']:<14} c={o['concurrency']:<3} {o['backend_calls']} calls  gateway p50 "
                     f"{o['gateway_p50_ms']:.2f} ms = floor {o['backend_floor_ms']:.2f} + {o['added_p50_ms']:.2f} ms")
         return {"latency_ms": p.mock_latency_ms, "state": "sqlite", "sequence": steps, "backend_own": own,
-                "runs": rows, "overhead": overhead}
+                "bare_proxy": proxied, "runs": rows, "overhead": overhead}
     finally:
-        for server in (gw, mock):
+        for server in (proxy, gw, mock):
             if server is not None:
                 server.stop()
 

@@ -81,6 +81,15 @@ def start_bare(name: str, logs: Path, cpus: set[int], loop: str = "uvloop") -> S
     return Server(name, proc, f"http://{procs.HOST}:{port}", GATEWAY_BASE)
 
 
+def start_bare_proxy(name: str, logs: Path, cpus: set[int], mock: Server) -> Server:
+    port = procs.free_port()
+    proc = procs.Proc(name, [sys.executable, "-m", "bench.servers.bare_proxy", "--port", str(port),
+                             "--backend", mock.url, "--api-key", MOCK_KEY],
+                      cpus=cpus, log=logs / f"{name}.log")
+    procs.wait_port(port, 30, proc)
+    return Server(name, proc, f"http://{procs.HOST}:{port}", "/api/v1", token="")
+
+
 def start_peer(name: str, logs: Path, cpus: set[int]) -> Server:
     port = procs.free_port()
     proc = procs.Proc(name, [sys.executable, "-m", "bench.servers.peer", "--port", str(port), "--token", TOKEN],

@@ -76,3 +76,19 @@ def test_wrk_scripts_render_for_every_scenario() -> None:
     for scenario in (*HOT_PATHS, "backend_get"):
         script = lua(scenario, target)
         assert "request = function()" in script and "BENCHJSON" in script
+
+
+def test_bare_proxy_forwards_to_the_mock(ctx: Context) -> None:
+    """The backend section's stack baseline answers what the mock answers."""
+    mock = launch.start_mock("mock", ctx.logs, ctx.load_cpus)
+    try:
+        proxy = launch.start_bare_proxy("bare-proxy", ctx.logs, ctx.server_cpus, mock)
+        gateway = launch.start_gateway("gateway-cleanmail", ctx.logs, ctx.server_cpus, backend="cleanmail",
+                                       state="memory", mock_url=mock.url)
+        seed_users(gateway.url, gateway.token, gateway.base, [f"bench.user{i}@example.com" for i in range(5)])
+        target = Target(base="/api/v1", token="", api_key=launch.MOCK_KEY, hit_name_fmt="bench.user{}@example.com",
+                        hit_count=5, tag="proxy")
+        row = measure(ctx, proxy, "backend_get", target, 2, 0, max_requests=40)
+    finally:
+        procs.stop_all()
+    assert row["requests"] == 40 and sum(row["errors"].values()) == 0, row
