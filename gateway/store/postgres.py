@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]  # ships no stubs or py.typed
 import orjson
+import structlog
 
 from gateway.store.base import (
     DuplicateKey,
@@ -96,6 +97,7 @@ MIGRATIONS: list[str] = [
 
 _COLUMNS = "id, resource_type, backend_key, shadow, sent, version, created, last_modified"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+log = structlog.get_logger(__name__)
 
 
 def advisory_key(*parts: str) -> int:
@@ -117,6 +119,52 @@ def _affected(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+class _GrowthAnalyzer:
+    """ANALYZE the mappings table while it grows fast, as during Entra's initial cycle.
+
+    Autovacuum analyses only once per naptime (a minute by default); until then the planner
+    sees an empty table and multi-key lookups scan every row of the tenant. Re-analysing after
+    every 500 inserts, then every 10% growth, keeps the plans right for the cost of a few
+    background ANALYZEs of a small table.
+    """
+
+    MIN_INSERTS = 500
+    GROWTH = 0.10
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._pending = 0
+        self._rows_at_last = 0
+        self._task: asyncio.Task[None] | None = None
+        self._refused = False
+
+    def inserted(self) -> None:
+        self._pending += 1
+        if self._refused or (self._task is not None and not self._task.done()):
+            return
+        if self._pending >= max(self.MIN_INSERTS, self.GROWTH * self._rows_at_last):
+            self._task = asyncio.get_running_loop().create_task(self._analyze())
+
+    async def _analyze(self) -> None:
+        self._pending = 0
+        try:
+            async with self._store.pool.acquire() as conn:
+                await conn.execute("ANALYZE resources")
+                self._rows_at_last = int(await conn.fetchval(
+                    "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'resources'::regclass"))
+        except asyncpg.InsufficientPrivilegeError:
+            self._refused = True  # not the table's owner: autovacuum alone keeps the statistics
+            log.warning("cannot ANALYZE the mappings table (not its owner); relying on autovacuum")
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("ANALYZE of the mappings table failed", error=str(exc))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
 class PostgresStore:
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 20, schema: str | None = None,
                  lock_wait_s: float = 30.0) -> None:
@@ -135,6 +183,7 @@ class PostgresStore:
         self._lock_pool: asyncpg.Pool | None = None
         self._local = KeyedLocks()
         self._namespace = ""
+        self._growth = _GrowthAnalyzer(self)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -197,6 +246,7 @@ class PostgresStore:
             await conn.execute("SELECT pg_advisory_unlock($1)", key)
 
     async def close(self) -> None:
+        await self._growth.close()
         pools = [p for p in (self._pool, self._lock_pool) if p is not None]
         self._pool = self._lock_pool = None
         for pool in pools:
@@ -274,6 +324,14 @@ class PostgresStore:
     async def _many(self, tenant: str, resource_type: str, column: str, values: Sequence[str]) -> list[StoredResource]:
         if not values:
             return []
+        if len(values) == 1:
+            # Equality uses the index whatever the statistics say; "= ANY" on a table not yet analysed
+            # (the first minute of an initial cycle) was planned as a scan of the tenant's rows.
+            rows = await self.pool.fetch(
+                f"SELECT {_COLUMNS} FROM resources WHERE tenant=$1 AND resource_type=$2 AND {column}=$3",
+                tenant, resource_type, values[0],
+            )
+            return [_row(r) for r in rows]
         rows = await self.pool.fetch(
             f"SELECT {_COLUMNS} FROM resources WHERE tenant=$1 AND resource_type=$2 AND {column} = ANY($3::text[])",
             tenant, resource_type, list(values),
@@ -315,6 +373,7 @@ class PostgresStore:
             )
         except asyncpg.UniqueViolationError as exc:
             raise DuplicateKey(r.backend_key) from exc
+        self._growth.inserted()
 
     async def update(self, tenant: str, resource: StoredResource) -> None:
         r = resource

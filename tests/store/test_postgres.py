@@ -219,3 +219,30 @@ async def test_resources_are_analysed_early(schema: str, replica: StoreFactory) 
     rows = await _sql("SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
                       " WHERE n.nspname = $1 AND c.relname = 'resources'", schema)
     assert "autovacuum_analyze_scale_factor=0.01" in list(rows[0][0])
+
+
+async def _analysed(schema: str) -> bool:
+    rows = await _sql("SELECT last_analyze FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'resources'",
+                      schema)
+    return bool(rows) and rows[0][0] is not None
+
+
+async def test_a_fast_growing_mappings_table_is_analysed_without_waiting_for_autovacuum(
+    schema: str, replica: StoreFactory
+) -> None:
+    """Until analysed, multi-key lookups were planned as a scan of every row of the tenant."""
+    store = await replica()
+    await _sql(f'ALTER TABLE "{schema}".resources SET (autovacuum_enabled = false)')
+    for i in range(postgres._GrowthAnalyzer.MIN_INSERTS - 1):
+        await store.insert("t1", _res(f"id-{i}", f"u{i}@x.ch"))
+    await asyncio.sleep(0.2)
+    assert not await _analysed(schema)
+    await store.insert("t1", _res("id-last", "last@x.ch"))
+    for _ in range(100):
+        if await _analysed(schema):
+            break
+        await asyncio.sleep(0.05)
+    assert await _analysed(schema)
+    plan = await _sql(f'EXPLAIN SELECT id FROM "{schema}".resources WHERE tenant = $1 AND resource_type = $2'
+                      " AND backend_key = ANY($3::text[])", "t1", "User", ["u1@x.ch", "u2@x.ch"])
+    assert "backend_key = ANY" in " ".join(r[0] for r in plan if "Index Cond" in r[0])
