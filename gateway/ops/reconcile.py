@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from adapters.base import Adapter, AdapterError, GroupRecord, NotFound, Page, UserRecord
+from gateway.clock import now_iso
 from gateway.config import Settings
 from gateway.ops.check import redact_dsn
 from gateway.ops.output import Progress, table
 from gateway.ops.settings_report import ConfigProblems, load
-from gateway.provisioning.common import now_iso
 from gateway.provisioning.ownership import get_dotted
 from gateway.scim.schema import GROUP_RESOURCE, USER_RESOURCE
 from gateway.store.base import DuplicateKey, MappingScanner, StateStore, StoredResource

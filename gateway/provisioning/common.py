@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from adapters.base import Adapter, Page
+from gateway.clock import now_iso
 from gateway.ids import new_uuid
 from gateway.provisioning.guard import BackendGuard
 from gateway.provisioning.journal import Journal
@@ -23,10 +23,6 @@ from gateway.store.base import DuplicateKey, StateStore, StoredResource
 
 Resource = dict[str, Any]
 RecordT = TypeVar("RecordT")
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def etag(stored: StoredResource) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from adapters.base import Transient
+from gateway.clock import now_iso
 from gateway.ids import new_hex_id
 from gateway.provisioning.ownership import get_dotted
 from gateway.scim.errors import ScimError
@@ -39,10 +40,6 @@ def outcome_unknown(exc: BaseException) -> bool:
     return not isinstance(exc, Exception) or type(exc).__module__.split(".")[0] not in ("gateway", "adapters")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Journal:
     def __init__(self, store: StateStore, tenant: str, resource_type: str, landing_window_s: float = 5.0) -> None:
         self.store = store
@@ -59,7 +56,7 @@ class Journal:
         snapshot = dataclasses.replace(resource, shadow=dict(resource.shadow), sent=dict(resource.sent))
         entry = JournalEntry(
             id=new_hex_id(), resource_type=self.resource_type, op=op, natural_key=natural_key.lower(),
-            resource=snapshot, changes=dict(changes or {}), created=_now(),
+            resource=snapshot, changes=dict(changes or {}), created=now_iso(),
         )
         await self.store.journal_add(self.tenant, entry)
         try:
