@@ -48,14 +48,16 @@ def _only_get(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def add_routes(app: web.Application, handlers: ScimHandlers) -> None:
     r = app.router
-    r.add_post(f"{SCIM}.search", handlers.root_search)
+    # The router tries these patterns in order: Entra's traffic (list, create, then by id) first.
+    # "/Users/.search" matches "{id}" too, but only POST reaches it and "{id}" takes no POST.
     r.add_get(f"{SCIM}{KIND}", handlers.list)
     r.add_post(f"{SCIM}{KIND}", handlers.create)
-    r.add_post(f"{SCIM}{KIND}/.search", handlers.search)
     r.add_get(f"{SCIM}{KIND}/{{id}}", handlers.get)
     r.add_put(f"{SCIM}{KIND}/{{id}}", handlers.replace)
     r.add_patch(f"{SCIM}{KIND}/{{id}}", handlers.patch)
     r.add_delete(f"{SCIM}{KIND}/{{id}}", handlers.delete)
+    r.add_post(f"{SCIM}{KIND}/.search", handlers.search)
+    r.add_post(f"{SCIM}.search", handlers.root_search)
     r.add_route("*", f"{SCIM}ServiceProviderConfig", _only_get(handlers.service_provider_config))
     r.add_route("*", f"{SCIM}ResourceTypes", _only_get(handlers.resource_types))
     r.add_route("*", f"{SCIM}ResourceTypes/{{id}}", _only_get(handlers.resource_type))

@@ -72,21 +72,46 @@ def _get_ci(params: Mapping[str, Any], name: str) -> Any:
     return None
 
 
+class _CaseInsensitive:
+    """Parameter lookups by name in any case; the exact spelling wins, as in ``_get_ci``.
+
+    A list query looks up seven names, most of them absent: the lower-cased view is built
+    once instead of scanning every parameter for each name.
+    """
+
+    __slots__ = ("_lowered", "_params")
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self._params = params
+        self._lowered: dict[str, Any] | None = None
+
+    def get(self, name: str) -> Any:
+        if name in self._params:
+            return self._params[name]
+        if self._lowered is None:
+            self._lowered = {}
+            for key, value in self._params.items():
+                if isinstance(key, str):
+                    self._lowered.setdefault(key.lower(), value)
+        return self._lowered.get(name.lower())
+
+
 def parse_list_query(params: Mapping[str, Any], *, max_count: int) -> ListQuery:
     """From URL query parameters or a SearchRequest body; unknown parameters are ignored
     (Entra appends flags such as ``aadOptscim062020`` to the Tenant URL)."""
-    raw_filter = _get_ci(params, "filter")
+    lookup = _CaseInsensitive(params)
+    raw_filter = lookup.get("filter")
     if raw_filter is not None and not isinstance(raw_filter, str):
         raise invalid_value("filter must be a string")
-    start = _get_ci(params, "startIndex")
+    start = lookup.get("startIndex")
     # RFC 7644 §3.4.2.4: a startIndex below 1 is interpreted as 1.
     start_index = max(1, _int(start, "startIndex")) if start is not None else 1
-    count_raw = _get_ci(params, "count")
+    count_raw = lookup.get("count")
     count = None if count_raw is None else min(max(0, _int(count_raw, "count")), max_count)
-    sort_by = _get_ci(params, "sortBy")
+    sort_by = lookup.get("sortBy")
     if sort_by is not None and not isinstance(sort_by, str):
         raise invalid_value("sortBy must be an attribute name")
-    order = _get_ci(params, "sortOrder")
+    order = lookup.get("sortOrder")
     if order is not None and (not isinstance(order, str) or order.lower() not in ("ascending", "descending")):
         raise invalid_value("sortOrder must be 'ascending' or 'descending'")
     return ListQuery(
@@ -95,8 +120,8 @@ def parse_list_query(params: Mapping[str, Any], *, max_count: int) -> ListQuery:
         count=count,
         sort_by=sort_by or None,
         descending=isinstance(order, str) and order.lower() == "descending",
-        attributes=_attribute_list(_get_ci(params, "attributes"), "attributes"),
-        excluded_attributes=_attribute_list(_get_ci(params, "excludedAttributes"), "excludedAttributes"),
+        attributes=_attribute_list(lookup.get("attributes"), "attributes"),
+        excluded_attributes=_attribute_list(lookup.get("excludedAttributes"), "excludedAttributes"),
     )
 
 
