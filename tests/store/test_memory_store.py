@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import tracemalloc
-
 import orjson
 import pytest
 
 from gateway.store.base import IdempotencyRecord, StoredResource
 from gateway.store.memory import MemoryStore
+from tests.memory_support import bytes_per_call
 
 
 def _res(id: str, key: str, external_id: str | None = None, **fields: object) -> StoredResource:
@@ -72,30 +71,17 @@ async def test_records_are_kept_compactly() -> None:
     # orjson.dumps returns its whole (4 KiB+) write buffer: keeping that per record was
     # several times the size of everything else.
     store = MemoryStore()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        for i in range(500):
-            await store.insert("t1", _res(f"id-{i:04d}", f"user{i}@x.ch", f"ext-{i}",
-                                          created="2026-01-01T00:00:00.000Z", sent={"userName": f"User{i}@x.ch"}))
-        per_record = (tracemalloc.get_traced_memory()[0] - before) / 500
-    finally:
-        tracemalloc.stop()
+    per_record = await bytes_per_call(500, lambda i: store.insert("t1", _res(
+        f"id-{i:04d}", f"user{i}@x.ch", f"ext-{i}", created="2026-01-01T00:00:00.000Z",
+        sent={"userName": f"User{i}@x.ch"})))
     assert per_record < 800
 
 
 async def test_idempotency_body_is_kept_right_sized() -> None:
     store = MemoryStore()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        for i in range(50):
-            await store.idempotency_put("t1", IdempotencyRecord(
-                key=f"k{i}", fingerprint="f", status=201, headers={"ETag": 'W/"1"'},
-                body=orjson.dumps({"id": f"id-{i}"}), expires=100.0))
-        per_record = (tracemalloc.get_traced_memory()[0] - before) / 50
-    finally:
-        tracemalloc.stop()
+    per_record = await bytes_per_call(50, lambda i: store.idempotency_put("t1", IdempotencyRecord(
+        key=f"k{i}", fingerprint="f", status=201, headers={"ETag": 'W/"1"'},
+        body=orjson.dumps({"id": f"id-{i}"}), expires=100.0)))
     assert per_record < 2000
     got = await store.idempotency_get("t1", "k7", 0.0)
     assert got is not None and got.body == b'{"id":"id-7"}' and got.headers == {"ETag": 'W/"1"'}

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import tracemalloc
-
 import pytest
 
 from adapters.base import AlreadyExists, GroupRecord, NotFound, Rejected, UserRecord
 from adapters.memory import MemoryAdapter
 from gateway.scim.filter import parse_filter
+from tests.memory_support import bytes_per_call
 
 
 def _attrs(name: str, given: str = "Ann") -> dict[str, object]:
@@ -145,12 +144,5 @@ async def test_mailboxes_are_kept_compactly() -> None:
     # orjson.dumps returns its whole (4 KiB+) write buffer: keeping that per mailbox was
     # several times the size of everything else.
     adapter = MemoryAdapter()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        for i in range(500):
-            await adapter.create_user(_attrs(f"user{i}@x.ch", f"Given{i}"))
-        per_user = (tracemalloc.get_traced_memory()[0] - before) / 500
-    finally:
-        tracemalloc.stop()
+    per_user = await bytes_per_call(500, lambda i: adapter.create_user(_attrs(f"user{i}@x.ch", f"Given{i}")))
     assert per_user < 800
