@@ -20,6 +20,7 @@ from gateway.provisioning.journal import Journal
 from gateway.provisioning.ownership import Ownership, merge
 from gateway.scim.errors import ScimError, invalid_value, uniqueness
 from gateway.scim.filter_ast import AttrPath, Compare, Filter
+from gateway.scim.members import MemberEdit, apply_member_edits, member_edits
 from gateway.scim.patch import apply_patch, parse_patch
 from gateway.scim.query import Projection
 from gateway.scim.resources import normalize_resource
@@ -200,13 +201,31 @@ class GroupService(ResourceServiceBase[GroupRecord]):
     async def patch(self, id: str, body: Any, base_url: str, projection: Projection,
                     if_match: Sequence[str] | None) -> Resource:
         ops = parse_patch(body, self.rt, self.ctx.max_patch_operations)
+        edits = member_edits(ops)
         async with self.store.lock(self.tenant, f"Group/id/{id}"):
             stored, record = await self._load(id)
             check_if_match(stored, if_match)
             ids = await self._member_ids(record.member_keys)
+            if edits is not None:
+                return await self._write_members(stored, record, edits, ids, base_url, projection)
             current = {"id": stored.id, **self._body(record, stored, ids, base_url)}
             new = apply_patch(current, ops, self.rt)
             return await self._write(stored, record, new, base_url, projection, ids)
+
+    async def _write_members(self, stored: StoredResource, record: GroupRecord, edits: list[MemberEdit],
+                             ids: dict[str, str], base_url: str, projection: Projection) -> Resource:
+        """Membership sync (Entra's member add/remove): the edits applied to ids, in few passes
+        over the members, since a list may hold thousands."""
+        wanted = apply_member_edits([ids[k] for k in record.member_keys], edits)
+        keep = set(wanted)
+        to_remove = [k for k in record.member_keys if ids[k] not in keep]
+        known = {member_id: key for key, member_id in ids.items()}
+        added = await self._member_keys([m for m in wanted if m not in known])
+        to_add = list(added.values())
+        ids.update((key, member_id) for member_id, key in added.items())
+        owned, _ = self.ownership.split(echo_sent(record.attributes, stored.sent))
+        return await self._commit(stored, record, {}, owned, stored.shadow, to_add, to_remove, ids, base_url,
+                                  projection)
 
     async def _write(self, stored: StoredResource, record: GroupRecord, new: Resource, base_url: str,
                      projection: Projection, ids: dict[str, str] | None = None) -> Resource:
@@ -225,6 +244,14 @@ class GroupService(ResourceServiceBase[GroupRecord]):
         to_add = [k for k in wanted_keys if k not in current]
         wanted = set(wanted_keys)
         to_remove = [k for k in record.member_keys if k not in wanted]
+        return await self._commit(stored, record, changes, new_owned, new_shadow, to_add, to_remove,
+                                  {**(ids or {}), **new_ids}, base_url, projection)
+
+    async def _commit(self, stored: StoredResource, record: GroupRecord, changes: Resource, new_owned: Resource,
+                      new_shadow: Resource, to_add: list[str], to_remove: list[str], ids: dict[str, str],
+                      base_url: str, projection: Projection) -> Resource:
+        """Send the changes to the backend (journalled) and answer with the group; ``ids`` maps every
+        member key, old and new, to its SCIM id."""
         if not (changes or to_add or to_remove or new_shadow != stored.shadow):
             return await self._render_one(record, stored, base_url, projection, ids)
         target = self._next_version(stored, new_owned, new_shadow)
@@ -233,8 +260,9 @@ class GroupService(ResourceServiceBase[GroupRecord]):
             record = await self._update_backend(stored, record, changes, to_add, to_remove)
             target.backend_key = record.key
             await self.store.update(self.tenant, target)
-        record.member_keys = [k for k in record.member_keys if k in wanted] + to_add
-        return await self._render_one(record, target, base_url, projection, {**(ids or {}), **new_ids})
+        gone = set(to_remove)
+        record.member_keys = [k for k in record.member_keys if k not in gone] + to_add
+        return await self._render_one(record, target, base_url, projection, ids)
 
     async def _update_backend(self, stored: StoredResource, record: GroupRecord, changes: Resource,
                               to_add: list[str], to_remove: list[str]) -> GroupRecord:
