@@ -13,12 +13,13 @@ backend slots in use, the HTTP client's retry counters) is read at scrape time.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import time
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -259,9 +260,24 @@ class TimedStore:
         self.__dict__[name] = timed
         return timed
 
-    @contextlib.asynccontextmanager
-    async def lock(self, tenant: str, name: str) -> AsyncIterator[None]:
+    def lock(self, tenant: str, name: str) -> AbstractAsyncContextManager[None]:
+        return _TimedLock(self._inner.lock(tenant, name), self._lock_wait)
+
+
+class _TimedLock:
+    """The inner store's lock, timed until held (a class: every write takes one)."""
+
+    __slots__ = ("_histogram", "_inner")
+
+    def __init__(self, inner: AbstractAsyncContextManager[None], histogram: LoopHistogram) -> None:
+        self._inner = inner
+        self._histogram = histogram
+
+    async def __aenter__(self) -> None:
         started = time.perf_counter()
-        async with self._inner.lock(tenant, name):
-            self._lock_wait.observe(time.perf_counter() - started)
-            yield
+        await self._inner.__aenter__()
+        self._histogram.observe(time.perf_counter() - started)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        return await self._inner.__aexit__(exc_type, exc, tb)
