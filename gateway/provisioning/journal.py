@@ -9,9 +9,9 @@ down while re-reading) is settled on the next touch by re-reading the backend.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -49,23 +49,20 @@ class Journal:
         """How long a create whose answer was lost may still land on the backend: until then an
         absent object is not proof that the create failed."""
 
-    @contextlib.asynccontextmanager
-    async def write(
+    def write(
         self, op: str, natural_key: str, resource: StoredResource, changes: dict[str, Any] | None = None
-    ) -> AsyncIterator[JournalEntry]:
-        snapshot = dataclasses.replace(resource, shadow=dict(resource.shadow), sent=dict(resource.sent))
+    ) -> _JournalledWrite:
+        """``async with journal.write(...)``: the entry is recorded on entry and removed on a clean
+        exit or a definite failure; it stays when the outcome is unknown.
+
+        The store keeps its own copy of the entry (the store contract), so ``resource`` may be
+        changed inside the block, as creates do once the backend key is known.
+        """
         entry = JournalEntry(
             id=new_hex_id(), resource_type=self.resource_type, op=op, natural_key=natural_key.lower(),
-            resource=snapshot, changes=dict(changes or {}), created=now_iso(),
+            resource=resource, changes=dict(changes or {}), created=now_iso(),
         )
-        await self.store.journal_add(self.tenant, entry)
-        try:
-            yield entry
-        except BaseException as exc:
-            if not outcome_unknown(exc):
-                await self.store.journal_remove(self.tenant, entry.id)
-            raise
-        await self.store.journal_remove(self.tenant, entry.id)
+        return _JournalledWrite(self, entry)
 
     async def settle(
         self, find_by_name: FindByName, fetch: FetchByKey, *, natural_key: str | None = None,
@@ -131,3 +128,22 @@ def _same(actual: Any, wanted: Any) -> bool:
     if isinstance(actual, str) and isinstance(wanted, str):
         return actual.lower() == wanted.lower()
     return bool(actual == wanted)
+
+
+class _JournalledWrite:
+    """A class rather than a generator context manager: every write takes one."""
+
+    __slots__ = ("_entry", "_journal")
+
+    def __init__(self, journal: Journal, entry: JournalEntry) -> None:
+        self._journal = journal
+        self._entry = entry
+
+    async def __aenter__(self) -> JournalEntry:
+        await self._journal.store.journal_add(self._journal.tenant, self._entry)
+        return self._entry
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if exc is None or not outcome_unknown(exc):
+            await self._journal.store.journal_remove(self._journal.tenant, self._entry.id)

@@ -350,6 +350,17 @@ async def test_journal_round_trip_and_remove(store: StateStore) -> None:
     await store.journal_remove("t1", entry.id)  # idempotent
 
 
+async def test_journal_keeps_its_own_copy_of_the_entry(store: StateStore) -> None:
+    """The journal hands the store the live resource and fills in its backend key afterwards."""
+    entry = _entry(1, "a@x.ch", op="update")
+    await store.journal_add("t1", entry)
+    entry.resource.backend_key = "changed@x.ch"
+    entry.resource.shadow["externalId"] = "changed"
+    entry.changes["userName"] = "changed"
+    (pending,) = await store.journal_pending("t1")
+    assert pending == _entry(1, "a@x.ch", op="update")
+
+
 async def test_journal_pending_filters_and_orders(store: StateStore) -> None:
     entries = [_entry(1, "a@x.ch"), _entry(2, "b@x.ch"), _entry(3, "a@x.ch", op="delete"),
                _entry(4, "a@x.ch", resource_type="Group")]
