@@ -391,8 +391,12 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
         overhead = [o for o in overhead if o["concurrency"] == low]
         labels = [f"{short[o['scenario']]}\nc={o['concurrency']}" for o in overhead]
         x = range(len(labels))
-        ax.bar([i - 0.2 for i in x], [o["added_p50_ms"] for o in overhead], 0.4, label="added p50")
-        ax.bar([i + 0.2 for i in x], [o["added_p99_ms"] for o in overhead], 0.4, label="added p99")
+        ax.bar([i - 0.27 for i in x], [o["added_p50_ms"] for o in overhead], 0.27, label="added p50")
+        ax.bar(list(x), [o["added_p99_ms"] for o in overhead], 0.27, label="added p99")
+        proxy = [o.get("bare_proxy_added_p50_ms") for o in overhead]
+        if any(v is not None for v in proxy):
+            ax.bar([i + 0.27 for i in x], [v if v is not None else 0.0 for v in proxy], 0.27, color="grey",
+                   label="bare aiohttp proxy, p50")
         own = [(o.get("inside") or {}).get("gateway_mean_ms") for o in overhead]
         if any(v is not None for v in own):
             ax.plot(list(x), [v if v is not None else float("nan") for v in own], "kD", label="own code (mean)")
