@@ -15,10 +15,12 @@ _BLOCK = 16 * 256
 
 class _RandomBytes:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._reset()
 
     def _reset(self) -> None:
+        # Also after a fork: the child must neither reuse the parent's unused bytes nor inherit
+        # a lock that another of the parent's threads held at that moment.
+        self._lock = threading.Lock()
         self._buffer = b""
         self._offset = 0
 
@@ -33,7 +35,6 @@ class _RandomBytes:
 
 
 _random = _RandomBytes()
-# A forked child must not hand out the parent's unused bytes a second time.
 os.register_at_fork(after_in_child=_random._reset)
 
 
