@@ -24,7 +24,7 @@ from gateway.scim.patch import apply_patch, parse_patch
 from gateway.scim.query import Projection
 from gateway.scim.resources import normalize_resource
 from gateway.scim.schema import USER_RESOURCE
-from gateway.store.base import StoredResource
+from gateway.store.base import DuplicateKey, StoredResource
 
 log = structlog.get_logger("gateway.users")
 
@@ -122,12 +122,15 @@ class UserService(ResourceServiceBase[UserRecord]):
             async with self.journal.write("create", user_name, stored):
                 record = await self._create_once(owned, user_name)
                 stored.backend_key = record.key
-                stale = await self.store.get_by_key(self.tenant, self.rt.name, record.key)
-                if stale is not None:
+                try:
+                    await self.store.insert(self.tenant, stored)
+                except DuplicateKey:
                     # The mapping of a mailbox deleted behind the gateway's back: its id named another
                     # user, which must stay gone (Entra reports InvalidAnchor for it), not become this one.
-                    await self.store.delete(self.tenant, self.rt.name, stale.id)
-                await self.store.insert(self.tenant, stored)
+                    stale = await self.store.get_by_key(self.tenant, self.rt.name, record.key)
+                    if stale is not None:
+                        await self.store.delete(self.tenant, self.rt.name, stale.id)
+                    await self.store.insert(self.tenant, stored)
         return self._project(self._finish(self._body(record, stored), stored, base_url), projection)
 
     async def _create_once(self, owned: Resource, user_name: str) -> UserRecord:
