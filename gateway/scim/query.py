@@ -62,18 +62,8 @@ def _int(value: Any, name: str) -> int:
     raise invalid_value(f"{name} must be an integer, got {value!r}")
 
 
-def _get_ci(params: Mapping[str, Any], name: str) -> Any:
-    if name in params:
-        return params[name]
-    lower = name.lower()
-    for key, value in params.items():
-        if key.lower() == lower:
-            return value
-    return None
-
-
 class _CaseInsensitive:
-    """Parameter lookups by name in any case; the exact spelling wins, as in ``_get_ci``.
+    """Parameter lookups by name in any case; the exact spelling wins.
 
     A list query looks up seven names, most of them absent: the lower-cased view is built
     once instead of scanning every parameter for each name.
@@ -94,6 +84,10 @@ class _CaseInsensitive:
                 if isinstance(key, str):
                     self._lowered.setdefault(key.lower(), value)
         return self._lowered.get(name.lower())
+
+
+def _get_ci(params: Mapping[str, Any], name: str) -> Any:
+    return _CaseInsensitive(params).get(name)
 
 
 def parse_list_query(params: Mapping[str, Any], *, max_count: int) -> ListQuery:
