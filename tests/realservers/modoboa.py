@@ -7,7 +7,7 @@ Modoboa version, the Python version and the pinned dependency set:
 - the project ``modoboa-admin.py deploy`` generates, plus a settings module for tests;
 - a plain SQL dump of the database right after deploy (188 migrations and the initial data,
   superuser ``admin`` and its API token), so a test session restores it in about half a
-  second instead of migrating for ten.
+  second instead of deploying again for about fifteen.
 
 Each test session restores the dump into a database of its own, serves it with
 ``manage.py runserver`` on a free loopback port and drops the database at the end. Two
