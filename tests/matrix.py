@@ -24,8 +24,8 @@ from adapters.memory import MemoryAdapter
 LIST_DOMAIN = "lists.example.org"
 MOCK_KEY = "matrix-api-key"
 
-ENTRA_BACKENDS = ["memory", "cleanmail", "dryrun"]
-"""Every backend in the Entra suite's matrix (real servers add themselves below their fixtures)."""
+ENTRA_BACKENDS = ["memory", "cleanmail", "dryrun", "modoboa"]
+"""Every backend in the Entra suite's matrix; real servers' fixtures (``matrix_<name>``) live in tests/realservers."""
 
 
 @dataclass

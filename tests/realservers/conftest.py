@@ -1,9 +1,2 @@
-"""Real-server fixtures: each server's fixtures live in a module of their own, imported here."""
-
-from tests.realservers.conftest_modoboa import (  # noqa: F401
-    modoboa,
-    modoboa_default_throttle,
-    modoboa_default_throttle_server,
-    modoboa_instance,
-    modoboa_server,
-)
+"""Real-server fixtures. Modoboa's (``conftest_modoboa.py``) are registered in tests/conftest.py: the Entra
+suite and the contract kit use them too."""
