@@ -233,10 +233,9 @@ class ModoboaAdapter:
     async def create_user(self, attributes: Mapping[str, Any]) -> UserRecord:
         body = new_account(attributes)
         address = body["username"]
-        if await self.lists.aliases_at(address):
-            raise Rejected(f"{address} is already an alias or distribution list in Modoboa; a mailbox there would "
-                           "never receive mail (the alias takes it); remove the alias first or choose another "
-                           "userName", scim_type="uniqueness", status=409)
+        # The POST comes first, so that a lost answer is always a create that may have been
+        # applied. An alias already at the address stays: Modoboa then treats it as the new
+        # mailbox's forward, as its own user interface would.
         try:
             reply = await self._send_account("POST", ("accounts",), body, address)
         except FieldErrors as err:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 WINDOW_MARGIN = 0.25
@@ -73,9 +73,11 @@ class _Pattern:
 
 
 class Pacer:
-    def __init__(self, rates: Rates, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rates: Rates, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.rates = rates
         self._clock = clock
+        self._sleep = sleep
         scale = 1 + WINDOW_MARGIN
         self._global_stamps: deque[float] = deque()
         self._global_period = 60.0 * scale
@@ -132,7 +134,7 @@ class Pacer:
                 return
             if now + delay - started > max_wait:
                 raise TooLong(now + delay - started)
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     def pause(self, pattern_name: str | None, seconds: float) -> None:
         """Modoboa throttled us anyway (another client on the token?): hold requests for ``seconds``.
