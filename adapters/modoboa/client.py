@@ -256,7 +256,9 @@ class ModoboaClient:
                  state.attempt_number + 1, state.upcoming_sleep)
 
     async def _admit(self, call: _Call) -> None:
-        remaining = call.deadline_at - asyncio.get_running_loop().time() - MIN_ATTEMPT_S
+        # A request goes out only with a whole attempt's time left: one cut short by the
+        # deadline would leave a write's outcome unknown for no reason.
+        remaining = call.deadline_at - asyncio.get_running_loop().time() - self.policy.attempt_timeout
         waited_before = self.pacer.waited_s
         try:
             await self.pacer.admit(call.pattern, call.method not in ("GET", "HEAD"), max(0.0, remaining))
