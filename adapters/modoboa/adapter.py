@@ -64,6 +64,20 @@ from adapters.plugins import BackendContext, BackendPlugin, BackendSettingsModel
 
 log = logging.getLogger(__name__)
 
+SELF_ALIAS_REPAIR_SQL = """\
+UPDATE admin_alias AS self_alias SET enabled = true
+  FROM core_user AS account
+ WHERE self_alias.internal AND NOT self_alias.enabled
+   AND self_alias.address = account.email AND account.is_active
+   AND NOT EXISTS (SELECT 1 FROM admin_alias AS forward
+                    WHERE forward.address = self_alias.address AND NOT forward.internal);"""
+"""Enables again the self-alias of every active account that Modoboa left disabled (PostgreSQL).
+
+Modoboa disables an account's internal self-alias with the account and never enables it
+again; no API call reaches it. An account with a forward that keeps no copy is left alone:
+there Modoboa disables the self-alias on purpose.
+"""
+
 READY_DEADLINE_S = 3.0
 SEARCH_PAGE = 100
 EMPTY_LIST_RECIPIENT = "nobody@empty-list.invalid"

@@ -468,6 +468,12 @@ class ModoboaInstance:
         self.redis.flush(redis_db)
         return server
 
+    def manage(self, *args: str, timeout: float = 120) -> None:
+        """Run one ``manage.py`` command on this session's database (e.g. ``generate_postfix_maps``)."""
+        env = _django_env(self.install.python,
+                          _settings_env(self.postgres, self.database, self.redis.url(REDIS_DB_HIGH_THROTTLE)))
+        _run([str(self.install.python), "manage.py", *args], cwd=self.install.project, env=env, timeout=timeout)
+
     def flush_default_throttle(self) -> None:
         """Forget every request counted so far by the default-throttle server (and anything it cached)."""
         self.redis.flush(REDIS_DB_DEFAULT_THROTTLE)
