@@ -68,7 +68,7 @@ def _backends(args: argparse.Namespace) -> int:
     return backends()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scim-gateway", description="SCIM 2.0 gateway for mail platforms")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -125,7 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     backends = sub.add_parser("backends", help="list the installed backends and their settings")
     backends.set_defaults(run=_backends)
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def subcommands(parser: argparse.ArgumentParser) -> list[str]:
+    return [name for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name in action.choices]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     result: int = args.run(args)
     return result
 
