@@ -147,6 +147,7 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
         )
     for tenant in registry.tenants.values():
         tenant.guard.observer = metrics.backend_observer(tenant.id, tenant.adapter.name)
+        tenant.users.members.on_skipped = metrics.skipped_members_observer(tenant.id)
         if settings.circuit_failure_threshold:
             tenant.guard.breaker = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_open_seconds)
     metrics.watch_tenants(lambda: registry.tenants.values())
