@@ -174,6 +174,10 @@ class Settings(BaseSettings):
     )
     tls_cert_file: Path | None = Field(default=None, description="PEM certificate chain: serve HTTPS (TLS >= 1.2).")
     tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file.")
+    request_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds one SCIM request may take, backend calls and retries included, "
+        "before it is answered 503 with Retry-After.",
+    )
     shutdown_timeout: float = Field(
         default=30.0, gt=0, description="Seconds in-flight requests may still take after SIGTERM."
     )
