@@ -16,7 +16,7 @@ async def test_disconnect_mid_body_is_logged_at_info(capture_logs: LogConfig,
                                                      aiohttp_server: Callable[..., Any]) -> None:
     out = capture_logs()
     server = await aiohttp_server(create_app(make_settings()))
-    reader, writer = await asyncio.open_connection(server.host, server.port)
+    _reader, writer = await asyncio.open_connection(server.host, server.port)
     writer.write(
         b"POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nContent-Type: application/scim+json\r\n"
         + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n".encode()
