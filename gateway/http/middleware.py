@@ -136,6 +136,9 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     if tenant is None:
         raise ScimError(401, "The bearer token is not valid for this gateway.")
     request[TENANT_KEY] = tenant
+    stats = telemetry.current()
+    if stats is not None:
+        stats.budget = tenant.settings.backend_call_budget
     # Text that may not reach the store, the backend or the logs: checked once, for every parameter.
     for key, value in request.query.items():
         check_unicode(key, "a query parameter name")
