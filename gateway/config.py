@@ -192,6 +192,10 @@ class Settings(BaseSettings):
     )
     tls_cert_file: Path | None = Field(default=None, description="PEM certificate chain: serve HTTPS (TLS >= 1.2).")
     tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file.")
+    auth_failures_per_minute: int = Field(
+        default=30, ge=0, description="Failed authentications one client address may make per minute (burst: as "
+        "many) before it gets 429 (0: no limit).",
+    )
     request_timeout: float = Field(
         default=60.0, gt=0, description="Seconds one SCIM request may take, backend calls and retries included, "
         "before it is answered 503 with Retry-After.",
