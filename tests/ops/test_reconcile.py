@@ -133,7 +133,8 @@ def test_finds_planted_drift_and_fix_repairs_it(
     assert {k: document[k] for k in ("tenant", "backend", "fix", "dry_run_tenant")} == {
         "tenant": "acme", "backend": "cleanmail", "fix": False, "dry_run_tenant": False}
     assert document["scanned"] == {"User": {"backend": 3, "mappings": 3}, "Group": {"backend": 2, "mappings": 2}}
-    assert document["summary"] == {"unknown": 2, "dead_mapping": 2, "attribute": 1, "skipped_members": 0, "adopted": 0, "dropped": 0}
+    assert document["summary"] == {"unknown": 2, "dead_mapping": 2, "attribute": 1, "skipped_members": 0,
+                                   "adopted": 0, "dropped": 0}
     assert kinds(document) == {
         ("unknown", "User", f"stray@{DOMAIN}"), ("unknown", "Group", f"direct@{DOMAIN}"),
         ("dead_mapping", "User", f"bob@{DOMAIN}"), ("dead_mapping", "Group", f"support@{DOMAIN}"),
@@ -148,13 +149,15 @@ def test_finds_planted_drift_and_fix_repairs_it(
 
     code, fixed = run_json(capsys, *args, "--fix")
     assert code == 1, "the attribute difference is reported, not repaired"
-    assert fixed["summary"] == {"unknown": 2, "dead_mapping": 2, "attribute": 1, "skipped_members": 0, "adopted": 2, "dropped": 2}
+    assert fixed["summary"] == {"unknown": 2, "dead_mapping": 2, "attribute": 1, "skipped_members": 0,
+                                "adopted": 2, "dropped": 2}
     adopted = {d["key"]: d["id"] for d in fixed["drift"] if d["action"] == "adopted"}
     assert set(adopted) == {f"stray@{DOMAIN}", f"direct@{DOMAIN}"}
 
     code, again = run_json(capsys, *args)
     assert code == 1
-    assert again["summary"] == {"unknown": 0, "dead_mapping": 0, "attribute": 1, "skipped_members": 0, "adopted": 0, "dropped": 0}
+    assert again["summary"] == {"unknown": 0, "dead_mapping": 0, "attribute": 1, "skipped_members": 0,
+                                "adopted": 0, "dropped": 0}
     assert again["scanned"]["User"] == {"backend": 3, "mappings": 3}
     assert writes(live_mock) == written, "reconcile never writes to the backend"
 
