@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from yarl import URL
 
 from adapters.base import (
     AlreadyExists,
@@ -90,6 +91,7 @@ CAPABILITIES = Capabilities(
     group_filterable=frozenset({"displayName"}),
     # Modoboa takes about 9 ms per account in a listing: larger pages risk the request deadline.
     max_page_size=200,
+    counts_platform_calls=True,
 )
 
 
@@ -420,7 +422,16 @@ def _create(settings: ModoboaSettings, context: BackendContext) -> ModoboaAdapte
     )
 
 
+def _endpoint(settings: ModoboaSettings) -> tuple[str, int]:
+    url = URL(settings.url)
+    return str(url.host), int(url.port or (443 if url.scheme == "https" else 80))
+
+
+def _relocate(settings: ModoboaSettings, host: str, port: int) -> ModoboaSettings:
+    return settings.model_copy(update={"url": str(URL(settings.url).with_host(host).with_port(port))})
+
+
 PLUGIN = BackendPlugin(
     name="modoboa", summary="Modoboa's REST API (v2): accounts as mailboxes, aliases as distribution lists.",
-    settings=ModoboaSettings, create=_create, location=lambda s: s.url,
+    settings=ModoboaSettings, create=_create, location=lambda s: s.url, endpoint=_endpoint, relocate=_relocate,
 )

@@ -32,9 +32,9 @@ import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from yarl import URL
 
+from adapters import telemetry
 from adapters.base import NotFound, RateLimited, Rejected, Unavailable
 from adapters.modoboa.pacing import Pacer, Rates, TooLong
-from adapters.telemetry import note_retry
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ class ModoboaClient:
 
     def _before_sleep(self, state: RetryCallState, call: _Call) -> None:
         self.stats.retries += 1
-        note_retry()
+        telemetry.note_retry()
         failure = state.outcome.exception() if state.outcome else None
         log.info("modoboa %s %s failed (%s); attempt %d in %.2fs", call.method, call.path, failure,
                  state.attempt_number + 1, state.upcoming_sleep)
@@ -277,6 +277,7 @@ class ModoboaClient:
             remaining = call.deadline_at - asyncio.get_running_loop().time()
             budget = max(MIN_ATTEMPT_S, min(self.policy.attempt_timeout, remaining))
             timeout = aiohttp.ClientTimeout(total=budget, connect=min(self.policy.connect_timeout, budget))
+            telemetry.spend()
             self.stats.attempts += 1
             try:
                 async with self._session.request(call.method, url, params=params, json=body,

@@ -20,6 +20,8 @@ LIST_MARKER = "scim-mail-gateway list: "
 MAX_LOCAL_PART = 64
 MAX_NAME = 150
 """Modoboa's limit on first_name and last_name."""
+MAX_LOOKUPS = 64
+"""One Modoboa search per name: a filter naming more is refused, never sent as that many calls."""
 
 
 def random_password() -> str:
@@ -49,6 +51,9 @@ def wanted_names(expr: Filter | None, attribute: str) -> list[str] | None:
     if expr is None:
         return None
     folded = _names(expr, attribute.lower())
+    if len(folded) > MAX_LOOKUPS:
+        raise Rejected(f"the filter names more than {MAX_LOOKUPS} {attribute}s, each a lookup on Modoboa",
+                       scim_type="invalidFilter")
     return sorted(folded.values(), key=str.lower)
 
 
