@@ -80,3 +80,6 @@ class BackendPlugin(Generic[S]):
     transport-fault checks of the contract kit through a local proxy."""
     relocate: Callable[[S, str, int], S] | None = None
     """The same settings, pointed at another host and port (the proxy)."""
+    notes: tuple[str, ...] = ()
+    """What an operator must know about the platform that no check can fix (a known platform bug, say);
+    ``verify-backend`` and ``scim-gateway backends`` print them."""

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench import modoboa_backend
 from bench.scenarios import TITLES
 
 # --- targets (issue #6) -------------------------------------------------------------------------
@@ -128,7 +129,7 @@ def markdown(results: dict[str, Any]) -> str:
            if results.get("code", {}).get("uncommitted_files") else "")
         + " · measured gateway/+adapters/ tree: " + ", ".join(sorted({
             str(results[k].get("code_tree")) for k in ("hot_paths", "backend", "initial_cycle", "scale",
-                                                       "group_sizes", "profiles")
+                                                       "group_sizes", "profiles", "modoboa")
             if isinstance(results.get(k), dict) and results[k].get("code_tree")})),
         "",
         f"**Machine:** {m['cores']} cores ({m['cpu_model']}), {m['memory_gb']} GB · Python {m['python']} · "
@@ -272,6 +273,7 @@ def markdown(results: dict[str, Any]) -> str:
                           f"{_f(data['cpu_us_per_req'])} µs CPU/request, {data['layers'].get('gateway', 0)}% under "
                           "gateway code", "", "| share | µs/req | owner |", "|---:|---:|---|"]
             lines += [f"| {r['pct']}% | {r['us_per_req']} | `{r['function']}` |" for r in data["owners"][:12]]
+    lines += modoboa_backend.markdown(results.get("modoboa") or {})
     lines += ["", "## How it was measured", "", *[f"- {n}" for n in results.get("notes", [])], ""]
     return "\n".join(lines)
 
@@ -313,6 +315,7 @@ def console_table(results: dict[str, Any]) -> str:
                     f"latency bound {cycle['latency_bound_s']:.1f} s = {cycle['ratio_to_latency_bound']:.2f}×  "
                     f"({cycle['backend_calls_per_op']} backend calls per SCIM op, "
                     f"errors {sum(cycle['errors'].values())})"]
+    out += modoboa_backend.console(results.get("modoboa") or {})
     scale = results.get("scale", {})
     if scale.get("runs"):
         out += ["", f"{'scale (filter hit, c=' + str(scale['concurrency']) + ')':<24}{'users':>8}{'p50 ms':>9}"

@@ -26,6 +26,7 @@ from typing import Any
 
 from bench import procs
 from bench.load import wrk_path
+from bench.modoboa_backend import modoboa
 from bench.report import console_table, evaluate_targets, write_results
 from bench.sections import (
     Context,
@@ -44,7 +45,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 QUICK = Profile(
     name="quick", reps=1, duration_s=1, concurrencies=(8, 64), hot_users=500, active_pool=300, groups_per_run=50,
     warmup_s=1, mock_concurrencies=(8,), mock_reps=1, mock_duration_s=1, cycle_users=1000, cycle_concurrency=16,
-    scale_sizes=(1000, 10000), scale_duration_s=1, group_sizes=(10, 100), profile_scenarios=(), budget_s=170,
+    scale_sizes=(1000, 10000), scale_duration_s=1, group_sizes=(10, 100), profile_scenarios=(), modoboa_users=200,
+    modoboa_samples=10, budget_s=170,
 )
 FULL = Profile(
     name="full", reps=3, duration_s=3, concurrencies=(8, 64), hot_users=1000, active_pool=500, groups_per_run=100,
@@ -56,7 +58,10 @@ FULL = Profile(
     profile_backend_scenarios=("filter_hit", "patch_replace"),
     budget_s=1800,
 )
-SECTIONS = ("hot", "backend", "cycle", "scale", "groups", "profile")
+SECTIONS = ("hot", "backend", "cycle", "scale", "groups", "profile", "modoboa")
+QUICK_SECTIONS = ("hot", "backend", "cycle", "scale", "groups", "profile")
+"""A quick run leaves out the real Modoboa (about two minutes more); ``--only modoboa`` runs it."""
+SECTION_RESULTS = ("hot_paths", "backend", "initial_cycle", "scale", "group_sizes", "profiles", "modoboa")
 
 
 def _version(name: str) -> str:
@@ -161,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--quick", action="store_true", help="under 2 minutes, 1 repetition, 1k/10k users")
     mode.add_argument("--full", action="store_true", help="~15 minutes, 3 repetitions, 10k cycle, 100k scale")
-    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(SECTIONS)} (default: all; "
+                                                     "a quick run leaves out modoboa)")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default bench/results[/quick])")
     parser.add_argument("--reps", type=int, default=None, help="override the repetitions")
@@ -190,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     generator = args.generator if args.generator != "auto" else ("wrk" if wrk_path() else "python")
     work = Path(tempfile.mkdtemp(prefix="scim-bench-"))
     ctx = Context(profile=profile, out=out, work=work, server_cpus=server_cpus, load_cpus=load_cpus,
-                  generator=generator, sections=set(args.only.split(",")))
+                  generator=generator,
+                  sections=set(args.only.split(",")) if args.only else set(QUICK_SECTIONS if args.quick else SECTIONS))
     unknown = ctx.sections - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
@@ -215,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         with procs.Watchdog(profile.budget_s):
             for key, name, section in (("hot", "hot_paths", hot_paths), ("backend", "backend", backend),
                                        ("cycle", "initial_cycle", initial_cycle), ("scale", "scale", scale),
-                                       ("groups", "group_sizes", group_sizes), ("profile", "profiles", profiles)):
+                                       ("groups", "group_sizes", group_sizes), ("profile", "profiles", profiles),
+                                       ("modoboa", "modoboa", modoboa)):
                 if key not in ctx.sections:
                     continue
                 try:
@@ -231,9 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         if not failures:
             shutil.rmtree(work, ignore_errors=True)
     results["code"]["tree_hash_end"] = tree_hash()
-    trees = {name: results[name].get("code_tree") for name in ("hot_paths", "backend", "initial_cycle", "scale",
-                                                               "group_sizes", "profiles")
-             if isinstance(results.get(name), dict)}
+    trees = {name: results[name].get("code_tree") for name in SECTION_RESULTS if isinstance(results.get(name), dict)}
     if len(set(trees.values()) | {results["code"]["tree_hash_start"]}) > 1:
         results["notes"] = [*results["notes"], "WARNING: gateway/ or adapters/ changed during this run, so its "
                             "sections measured different code (each section's servers load the code when they "
@@ -250,15 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         previous = json.loads((out / "latest.json").read_text())
-        fresh = {k: results[k] for k in ("hot_paths", "backend", "initial_cycle", "scale", "group_sizes",
-                                         "profiles") if k in results}
+        fresh = {k: results[k] for k in SECTION_RESULTS if k in results}
         merged = [*previous.get("merged", []), {"sections": sorted(fresh), "started": results["started"],
                                                 "duration_s": results["duration_s"], "code": results["code"]}]
         results = {**previous, **fresh, "merged": merged}
         foreign = [r["foreign_cpu_pct"] for r in results.get("hot_paths", {}).get("runs", [])]
         results["machine"]["foreign_cpu_pct_median"] = round(statistics.median(foreign), 1) if foreign else None
-        trees = {name: results[name].get("code_tree") for name in ("hot_paths", "backend", "initial_cycle",
-                                                                   "scale", "group_sizes", "profiles")
+        trees = {name: results[name].get("code_tree") for name in SECTION_RESULTS
                  if isinstance(results.get(name), dict)}
         results["notes"] = [n for n in results["notes"] if not n.startswith("WARNING")]
         if len(set(trees.values())) > 1:

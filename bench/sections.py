@@ -63,6 +63,8 @@ class Profile:
     profile_scenarios: tuple[str, ...] = ()
     profile_backend_scenarios: tuple[str, ...] = ()
     profile_duration_s: float = 4.0
+    modoboa_users: int = 1000
+    modoboa_samples: int = 20
     budget_s: float = 300.0
 
 

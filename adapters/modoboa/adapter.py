@@ -431,7 +431,15 @@ def _relocate(settings: ModoboaSettings, host: str, port: int) -> ModoboaSetting
     return settings.model_copy(update={"url": str(URL(settings.url).with_host(host).with_port(port))})
 
 
+SELF_ALIAS_NOTE = (
+    "Modoboa bug: disabling an account also disables its internal self-alias, and enabling it again does not "
+    "(no API reaches it). Mail to an account the gateway disabled and enabled again still reaches the mailbox, "
+    "unless its domain has a catch-all alias: then the catch-all takes it. See the README (Modoboa) for the "
+    "SQL statement that repairs it."
+)
+
 PLUGIN = BackendPlugin(
     name="modoboa", summary="Modoboa's REST API (v2): accounts as mailboxes, aliases as distribution lists.",
     settings=ModoboaSettings, create=_create, location=lambda s: s.url, endpoint=_endpoint, relocate=_relocate,
+    notes=(SELF_ALIAS_NOTE,),
 )

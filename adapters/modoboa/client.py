@@ -23,6 +23,7 @@ import asyncio
 import logging
 import random
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -161,6 +162,8 @@ class ModoboaClient:
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
         self.stats = ClientStats()
+        self.sent: Counter[str] = Counter()
+        """Requests sent, by method and URL pattern (``"GET accounts"``, ``"PATCH aliases/{pk}"``)."""
 
     def __repr__(self) -> str:
         return f"ModoboaClient({str(self.root)!r})"
@@ -279,6 +282,7 @@ class ModoboaClient:
             timeout = aiohttp.ClientTimeout(total=budget, connect=min(self.policy.connect_timeout, budget))
             telemetry.spend()
             self.stats.attempts += 1
+            self.sent[f"{call.method} {call.pattern}"] += 1
             try:
                 async with self._session.request(call.method, url, params=params, json=body,
                                                  timeout=timeout, allow_redirects=False) as response:

@@ -22,6 +22,8 @@ def main(out: TextIO | None = None) -> int:
             print("    (no settings)", file=out)
         for setting, kind, meaning in rows:
             print(f"    {setting} ({kind}; {env_name(name, setting)}): {meaning}", file=out)
+        for note in entry.notes:
+            print(f"    note: {note}", file=out)
         print(file=out)
     print('Choose one with SCIM_GATEWAY_BACKEND=NAME (quick start) or adapter = "NAME" in [tenants.T.backend].',
           file=out)

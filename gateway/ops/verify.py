@@ -67,6 +67,8 @@ async def verify(tenant: str, settings: TenantSettings, domain: str, from_env: b
     options: Any = validate_options(backend, settings.backend.options, settings_source(tenant, from_env))
     print(f"verify-backend: tenant {tenant!r}, backend {backend.name!r}; creating and deleting test mailboxes "
           f"and lists named kit-*@{domain} / 'Kit …'", file=out)
+    for note in backend.notes:
+        print(f"NOTE  {note}", file=out)
     endpoint = backend.endpoint(options) if backend.endpoint is not None and backend.relocate is not None else None
     if endpoint is None:
         passed, failed, skipped = await _run(make_adapter(tenant, settings, from_env=from_env), domain, None, out)
