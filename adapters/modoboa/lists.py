@@ -165,7 +165,8 @@ class Lists:
         """Send ``members`` as the whole recipient list; ``record.state`` follows what Modoboa answered."""
         row = record.state if isinstance(record.state, dict) else await self.row(record.key)
         body = list_body(members, self.placeholder)
-        if members_of(row, self.placeholder) == body["recipients"] and row.get("enabled") is body["enabled"]:
+        unchanged = sorted(members_of(row, self.placeholder)) == sorted(members_of(body, self.placeholder))
+        if unchanged and row.get("enabled") is body["enabled"]:
             return
         record.state = await self._patch(row, body)
 
