@@ -194,3 +194,21 @@ async def test_a_burst_gets_through_modoboas_default_throttle(aiohttp_client: Cl
     assert stats["ambiguous"] == 0, stats
     assert 429 in retries
     print(f"burst of {BURST}: {stats}, SCIM retries {len(retries)}")
+
+
+async def test_modoboas_refusals_reach_the_scim_client_with_its_reason(aiohttp_client: ClientFactory,
+                                                                       modoboa: ModoboaServer) -> None:
+    modoboa.create_domain(DOMAIN)
+    adapter = modoboa_adapter(modoboa, list_domain=LISTS, create_domains=False)
+    scim = await gateway(aiohttp_client, adapter)
+    try:
+        weak = await call(scim, "POST", f"{BASE}/Users", {**entra_user("okta@contoso.com", "Ok", "Ta"),
+                                                          "password": "short"})
+        elsewhere = await call(scim, "POST", f"{BASE}/Users", entra_user("ann@fabrikam.com", "Ann", "Lee"))
+    finally:
+        await adapter.close()
+    assert weak.status == 400
+    assert "password: This password is too short" in weak.json["detail"]
+    assert elsewhere.status == 400
+    assert "mail domain fabrikam.com does not exist in Modoboa" in elsewhere.json["detail"]
+    assert set(accounts(modoboa)) == set()
