@@ -5,6 +5,7 @@ Every test checks Modoboa's own view through its API, not only what the adapter 
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -330,3 +331,51 @@ async def test_reenabling_through_the_create_answer_reads_the_lists_first(modobo
     assert alias(modoboa, group.key)["enabled"] is False
     await adapter.update_user(created, {"active": True})  # the create's answer has no "aliases"
     assert alias(modoboa, group.key)["enabled"] is True
+
+
+# --- least privilege --------------------------------------------------------------------------------
+
+
+def domain_admin_token(modoboa: ModoboaServer, instance: ModoboaInstance, address: str, domains: list[str]) -> str:
+    """A DomainAdmins account administering ``domains``, its limits raised, and an API token for it.
+
+    Modoboa's web interface hands tokens to super administrators only; an operator makes one
+    for another account with ``manage.py drf_create_token``, which is this row.
+    """
+    account = modoboa.expect(201, "POST", "/api/v2/accounts/", {"username": address, "password": PASSWORD,
+                                                                "role": "DomainAdmins"})
+    for name in domains:
+        pk = next(d["pk"] for d in modoboa.list_all("/api/v2/domains/") if d["name"] == name)
+        modoboa.expect(200, "POST", f"/api/v2/domains/{pk}/administrators/add/", {"account": account["pk"]})
+    modoboa.expect(200, "PATCH", f"/api/v2/accounts/{account['pk']}/", {"resources": [
+        {"name": "mailboxes", "max_value": -1}, {"name": "mailbox_aliases", "max_value": -1}]})
+    key = secrets.token_hex(20)
+    instance.postgres.run("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", instance.database, "-c",
+                          f"INSERT INTO authtoken_token (key, created, user_id) VALUES ('{key}', now(), "
+                          f"{account['pk']})")
+    return key
+
+
+async def test_a_domain_administrators_token_is_enough(modoboa: ModoboaServer, modoboa_instance: ModoboaInstance,
+                                                       adapter: ModoboaAdapter) -> None:
+    modoboa.create_domain("other.example")
+    outsider = await adapter.create_user(user("zed@other.example"))
+    token = domain_admin_token(modoboa, modoboa_instance, "gateway@example.com", [DOMAIN, LISTS])
+    limited = modoboa_adapter(modoboa, token=token, list_domain=LISTS, create_domains=True)
+    try:
+        ann = await limited.create_user(user("ann@example.com", name={"givenName": "Ann"}))
+        await limited.update_user(await limited.get_user(ann.key), {"active": False, "name.familyName": "Lee"})
+        group = await limited.create_group({"displayName": "Team"}, [ann.key])
+        await limited.update_user(await limited.get_user(ann.key), {"active": True})
+        listed = await limited.find_users(None, 0, 10)
+        with pytest.raises(NotFound):
+            await limited.get_user(outsider.key)  # not one of its domains: Modoboa does not show it
+        with pytest.raises(Rejected) as no_domains:
+            await limited.create_user(user("bob@new.example"))
+        await limited.delete_group(await limited.get_group(group.key))
+        await limited.delete_user(await limited.get_user(ann.key))
+    finally:
+        await limited.close()
+    assert [r.key for r in listed.items] == ["ann@example.com"]  # neither itself nor the outsider
+    assert no_domains.value.status == 403 and "may not create domains" in no_domains.value.reason
+    assert not any(a["username"] == "ann@example.com" for a in modoboa.list_all("/api/v2/accounts/"))
