@@ -115,8 +115,9 @@ class Journal:
             return
         if all(_same(get_dotted(owned, path), value) for path, value in entry.changes.items()):
             target.backend_key = key
-            await self.store.update(self.tenant, target)
-            log.info("journal: update finished after an interruption", id=target.id)
+            # Conditional: a write that committed while the backend was being read is newer than this one.
+            if await self.store.update(self.tenant, target, expected_version=current.version):
+                log.info("journal: update finished after an interruption", id=target.id)
 
 
 def _same(actual: Any, wanted: Any) -> bool:
