@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -172,19 +173,16 @@ class MailStack:
         for item in data:
             if isinstance(item, tuple):
                 header = item[1].decode(errors="replace").strip()
-                subjects.append(header.partition(":")[2].strip())
+                subjects.append(_decoded(header.partition(":")[2]))
         return subjects
 
     def inbox_subjects(self, user: str) -> list[str]:
         """The subjects in ``user``'s INBOX, read by Dovecot's admin tool: no password needed."""
         result = self._doveadm("-f", "json", "fetch", "-u", user, "hdr.subject", "mailbox", "INBOX")
-        if result.returncode != 0:
-            # A mailbox that never received mail has no INBOX yet; an unknown user is an error.
-            if "doesn't exist" in result.stderr or "Mailbox doesn't exist" in result.stdout:
-                return []
+        if result.returncode != 0 or "User doesn't exist" in result.stderr:
             raise RuntimeError(f"doveadm fetch for {user} failed: {result.stderr.strip() or result.stdout.strip()}")
         rows = json.loads(result.stdout or "[]")
-        return [str(row.get("hdr.subject", "")).strip() for row in rows]
+        return [_decoded(str(row.get("hdr.subject", ""))) for row in rows]
 
     def wait_for_subject(
         self, user: str, subject: str, *, password: str | None = None, timeout: float = 10.0
@@ -218,6 +216,11 @@ class MailStack:
             text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
             parts.append(f"--- {name}\n" + "\n".join(text))
         return "\n".join(parts)
+
+
+def _decoded(header_value: str) -> str:
+    """A header's text with MIME encoded-words (=?utf-8?b?…?=) decoded and folding undone."""
+    return str(make_header(decode_header(" ".join(header_value.split()))))
 
 
 def _authenticate(imap: imaplib.IMAP4, user: str, password: str) -> None:
@@ -282,7 +285,7 @@ def _create_logins(admin: Login, database: str) -> tuple[Login, Login, list[str]
 def _create_schema(owner: Login, reader: Login, writer: Login, release: Release, domains: Sequence[str]) -> None:
     """PostfixAdmin's tables for ``release`` (any older ones dropped), the domains, the grants."""
     dialect = DIALECTS[owner.flavour]
-    statements: list[str | tuple[str, tuple[Any, ...]]] = drop_statements(dialect)
+    statements: list[str | tuple[str, tuple[Any, ...]]] = [*drop_statements(dialect)]
     statements += schema_statements(dialect, release=release)
     for domain in domains:
         # As PostfixAdmin's domain form writes it: every NOT NULL column given, transport 'virtual'.

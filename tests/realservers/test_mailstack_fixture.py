@@ -94,7 +94,7 @@ def test_distribution_list_reaches_every_member(mailstack: MailStack) -> None:
     # An outside member is delivered too (to the test stack's discard transport).
     mailstack.execute(INSERT_ALIAS, team, ",".join([*members, "partner@partner.invalid"]), mailstack.domains[0], True)
 
-    title = subject()
+    title = f"Grüße an alle ✓ {subject()}"
     mailstack.send(team, title)
 
     for member in members:
