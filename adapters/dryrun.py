@@ -30,18 +30,21 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import structlog
+from pydantic import Field
 
 from adapters.base import (
     Adapter,
     AlreadyExists,
     Attributes,
     GroupRecord,
+    HealthCheck,
     NotFound,
     Page,
     Rejected,
     UserRecord,
 )
-from adapters.records import matches, set_dotted
+from adapters.plugins import BackendContext, BackendPlugin, BackendSettingsModel
+from adapters.records import ResourceTypeName, record_filter, set_dotted
 from gateway.logs import SECRET_KEYS
 from gateway.scim.filter_ast import AttrPath, Compare, Filter
 
@@ -65,7 +68,7 @@ def redact(value: Any) -> Any:
 
 def _name_of(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise Rejected("invalidValue", f"{what} is required")
+        raise Rejected(f"{what} is required")
     return value
 
 
@@ -103,7 +106,8 @@ class DryRunAdapter:
         await self.inner.close()
 
     async def check(self) -> None:
-        await self.inner.check()
+        if isinstance(self.inner, HealthCheck):
+            await self.inner.check()
 
     # --- merged listings -----------------------------------------------------------
 
@@ -126,6 +130,7 @@ class DryRunAdapter:
         copy_of: Callable[[str], R | None],
         hides_real: bool,
         current: Callable[[R], R],
+        resource_type: ResourceTypeName,
     ) -> Page[R]:
         """The real listing with the overlay applied: replaced objects in place, new ones after.
 
@@ -134,8 +139,9 @@ class DryRunAdapter:
         whole. Either way an object keeps its position from one call to the next as long as
         no write comes in between, so paging neither skips nor repeats.
         """
+        selected = record_filter(flt, resource_type)
         present = (copy_of(key) for key in sorted(overlay))
-        added = [r for r in present if r is not None and matches(flt, r.attributes)]
+        added = [r for r in present if r is not None and selected(r.attributes)]
         if not hides_real:
             page = await find(flt, offset, limit)
             items = [current(r) for r in page.items if r.key not in overlay]
@@ -150,7 +156,7 @@ class DryRunAdapter:
                 merged.append(current(record))
                 continue
             replacement = copy_of(record.key)
-            if replacement is not None and matches(flt, replacement.attributes):
+            if replacement is not None and selected(replacement.attributes):
                 merged.append(replacement)
                 placed.add(record.key)
         merged.extend(r for r in added if r.key not in placed)
@@ -191,7 +197,7 @@ class DryRunAdapter:
             return await self.inner.find_users(filter, offset, limit)
         return await self._merged(
             self.inner.find_users, filter, offset, limit, self._users, self._user_copy, bool(self._real_users),
-            lambda r: r,
+            lambda r: r, "User",
         )
 
     async def get_user(self, key: str) -> UserRecord:
@@ -211,7 +217,8 @@ class DryRunAdapter:
         self._origin.pop(key, None)
         return UserRecord(key, copy.deepcopy(stored))
 
-    async def update_user(self, key: str, changes: Attributes) -> UserRecord:
+    async def update_user(self, record: UserRecord, changes: Attributes) -> UserRecord:
+        key = record.key
         current = copy.deepcopy(await self._touch_user(key))
         new_key = key
         if "userName" in changes:
@@ -231,7 +238,8 @@ class DryRunAdapter:
             self._rekey_members(key, new_key)
         return UserRecord(new_key, copy.deepcopy(current))
 
-    async def delete_user(self, key: str) -> None:
+    async def delete_user(self, record: UserRecord) -> None:
+        key = record.key
         await self._touch_user(key)
         self._would("delete_user", key=key)
         self._users[key] = None
@@ -278,7 +286,7 @@ class DryRunAdapter:
     async def _name_taken(self, name: str, own_key: str | None = None) -> None:
         page = await self.find_groups(Compare(AttrPath("displayName"), "eq", name), 0, 10)
         for other in page.items:
-            if other.key != own_key and matches(Compare(AttrPath("displayName"), "eq", name), other.attributes):
+            if other.key != own_key and str(other.attributes.get("displayName", "")).lower() == name.lower():
                 raise AlreadyExists(other.key, f"a group named {name!r} already exists")
 
     def _check_members(self, member_keys: Sequence[str]) -> list[str]:
@@ -286,7 +294,7 @@ class DryRunAdapter:
         # a read per member); those deleted in this run are refused like the backend would.
         gone = [k for k in member_keys if k in self._users and self._users[k] is None]
         if gone:
-            raise Rejected("invalidValue", f"no mailbox for member(s) {', '.join(gone)}")
+            raise Rejected(f"no mailbox for member(s) {', '.join(gone)}")
         return list(dict.fromkeys(member_keys))
 
     async def find_groups(self, filter: Filter | None, offset: int, limit: int) -> Page[GroupRecord]:
@@ -295,7 +303,7 @@ class DryRunAdapter:
             return Page([self._current_group(g) for g in page.items], page.total)
         return await self._merged(
             self.inner.find_groups, filter, offset, limit, self._groups, self._group_copy, bool(self._real_groups),
-            self._current_group,
+            self._current_group, "Group",
         )
 
     async def get_group(self, key: str) -> GroupRecord:
@@ -314,7 +322,8 @@ class DryRunAdapter:
         self._groups[key] = group
         return GroupRecord(key, copy.deepcopy(group.attributes), list(members))
 
-    async def update_group(self, key: str, changes: Attributes) -> GroupRecord:
+    async def update_group(self, record: GroupRecord, changes: Attributes) -> GroupRecord:
+        key = record.key
         group = await self._touch_group(key)
         attributes = copy.deepcopy(group.attributes)
         members = list(group.member_keys)
@@ -332,22 +341,41 @@ class DryRunAdapter:
         group.attributes, group.member_keys = attributes, members
         return GroupRecord(key, copy.deepcopy(attributes), list(members))
 
-    async def add_members(self, key: str, member_keys: Sequence[str]) -> None:
+    async def add_members(self, record: GroupRecord, member_keys: Sequence[str]) -> None:
+        key = record.key
         group = await self._touch_group(key)
         wanted = self._check_members(member_keys)
         self._would("add_members", key=key, member_keys=wanted)
         present = set(group.member_keys)
         group.member_keys.extend(k for k in wanted if k not in present)
 
-    async def remove_members(self, key: str, member_keys: Sequence[str]) -> None:
+    async def remove_members(self, record: GroupRecord, member_keys: Sequence[str]) -> None:
+        key = record.key
         group = await self._touch_group(key)
         self._would("remove_members", key=key, member_keys=list(member_keys))
         gone = set(member_keys)
         group.member_keys = [k for k in group.member_keys if k not in gone]
 
-    async def delete_group(self, key: str) -> None:
+    async def delete_group(self, record: GroupRecord) -> None:
+        key = record.key
         await self._touch_group(key)
         self._would("delete_group", key=key)
         self._groups[key] = None
 
 
+
+
+class DryRunSettings(BackendSettingsModel):
+    wraps: str = Field(default="memory", description="The backend whose writes are simulated (its settings as usual).")
+
+
+def _create(settings: DryRunSettings, context: BackendContext) -> DryRunAdapter:
+    if context.open_backend is None or settings.wraps == "dryrun":
+        raise ValueError("the dryrun backend wraps another backend: set wraps to its name")
+    return DryRunAdapter(context.open_backend(settings.wraps), tenant=context.tenant)
+
+
+PLUGIN = BackendPlugin(
+    name="dryrun", summary="Wraps another backend: reads pass through, writes are logged and simulated.",
+    settings=DryRunSettings, create=_create,
+)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from pydantic import Field
 
 from adapters.base import (
     AlreadyExists,
@@ -27,7 +28,8 @@ from adapters.base import (
     Rejected,
     UserRecord,
 )
-from adapters.records import matches, set_dotted
+from adapters.plugins import BackendContext, BackendPlugin, BackendSettingsModel
+from adapters.records import record_filter, set_dotted
 from gateway.scim.filter_ast import Compare, Filter
 
 
@@ -79,9 +81,6 @@ class MemoryAdapter:
     async def close(self) -> None:
         return None
 
-    async def check(self) -> None:
-        return None
-
     # Users --------------------------------------------------------------------------
 
     async def find_users(self, filter: Filter | None, offset: int, limit: int) -> Page[UserRecord]:
@@ -94,7 +93,8 @@ class MemoryAdapter:
         if filter is None:
             keys = list(itertools.islice(self._users, offset, offset + limit))
             return Page([_user(k, self._users[k]) for k in keys], len(self._users))
-        matching = [k for k, blob in self._users.items() if matches(filter, orjson.loads(blob))]
+        selected = record_filter(filter, "User")
+        matching = [k for k, blob in self._users.items() if selected(orjson.loads(blob))]
         page = matching[offset:offset + limit]
         return Page([_user(k, self._users[k]) for k in page], len(matching))
 
@@ -109,7 +109,7 @@ class MemoryAdapter:
         self._count("create_user")
         user_name = attributes.get("userName")
         if not isinstance(user_name, str) or not user_name:
-            raise Rejected("invalidValue", "userName is required")
+            raise Rejected("userName is required")
         key = user_name.lower()
         if key in self._users:
             raise AlreadyExists(key, f"mailbox {user_name} already exists")
@@ -118,7 +118,8 @@ class MemoryAdapter:
         blob = self._users[key] = _pack(stored)
         return _user(key, blob)
 
-    async def update_user(self, key: str, changes: Attributes) -> UserRecord:
+    async def update_user(self, record: UserRecord, changes: Attributes) -> UserRecord:
+        key = record.key
         self._count("update_user")
         blob = self._users.get(key)
         if blob is None:
@@ -140,7 +141,8 @@ class MemoryAdapter:
         self._users[new_key] = blob
         return _user(new_key, blob)
 
-    async def delete_user(self, key: str) -> None:
+    async def delete_user(self, record: UserRecord) -> None:
+        key = record.key
         self._count("delete_user")
         if self._users.pop(key, None) is None:
             raise NotFound(f"mailbox {key} not found")
@@ -161,7 +163,8 @@ class MemoryAdapter:
             return Page(items[:limit], 1 if key is not None else 0)
         groups = list(self._groups.values())
         if filter is not None:
-            groups = [g for g in groups if matches(filter, g.attributes)]
+            selected = record_filter(filter, "Group")
+            groups = [g for g in groups if selected(g.attributes)]
         return Page([self._copy_group(g) for g in groups[offset:offset + limit]], len(groups))
 
     async def get_group(self, key: str) -> GroupRecord:
@@ -174,13 +177,13 @@ class MemoryAdapter:
     def _check_members(self, member_keys: Sequence[str]) -> None:
         missing = [m for m in member_keys if m not in self._users]
         if missing:
-            raise Rejected("invalidValue", f"no mailbox for member(s) {', '.join(missing)}")
+            raise Rejected(f"no mailbox for member(s) {', '.join(missing)}")
 
     async def create_group(self, attributes: Attributes, member_keys: Sequence[str]) -> GroupRecord:
         self._count("create_group")
         name = attributes.get("displayName")
         if not isinstance(name, str) or not name:
-            raise Rejected("invalidValue", "displayName is required")
+            raise Rejected("displayName is required")
         if name.lower() in self._group_by_name:
             raise AlreadyExists(self._group_by_name[name.lower()], f"list {name} already exists")
         self._check_members(member_keys)
@@ -190,7 +193,8 @@ class MemoryAdapter:
         self._group_by_name[name.lower()] = key
         return self._copy_group(group)
 
-    async def update_group(self, key: str, changes: Attributes) -> GroupRecord:
+    async def update_group(self, record: GroupRecord, changes: Attributes) -> GroupRecord:
+        key = record.key
         self._count("update_group")
         group = self._groups.get(key)
         if group is None:
@@ -206,7 +210,8 @@ class MemoryAdapter:
             set_dotted(group.attributes, dotted, _clone(value))
         return self._copy_group(group)
 
-    async def add_members(self, key: str, member_keys: Sequence[str]) -> None:
+    async def add_members(self, record: GroupRecord, member_keys: Sequence[str]) -> None:
+        key = record.key
         self._count("add_members")
         group = self._groups.get(key)
         if group is None:
@@ -215,7 +220,8 @@ class MemoryAdapter:
         present = set(group.member_keys)
         group.member_keys.extend(m for m in dict.fromkeys(member_keys) if m not in present)
 
-    async def remove_members(self, key: str, member_keys: Sequence[str]) -> None:
+    async def remove_members(self, record: GroupRecord, member_keys: Sequence[str]) -> None:
+        key = record.key
         self._count("remove_members")
         group = self._groups.get(key)
         if group is None:
@@ -223,9 +229,24 @@ class MemoryAdapter:
         gone = set(member_keys)
         group.member_keys = [m for m in group.member_keys if m not in gone]
 
-    async def delete_group(self, key: str) -> None:
+    async def delete_group(self, record: GroupRecord) -> None:
+        key = record.key
         self._count("delete_group")
         group = self._groups.pop(key, None)
         if group is None:
             raise NotFound(f"list {key} not found")
         self._group_by_name.pop(str(group.attributes.get("displayName", "")).lower(), None)
+
+
+class MemorySettings(BackendSettingsModel):
+    max_page_size: int = Field(default=1000, ge=1, description="Largest page one listing call returns.")
+
+
+def _create(settings: MemorySettings, context: BackendContext) -> MemoryAdapter:
+    return MemoryAdapter(max_page_size=settings.max_page_size)
+
+
+PLUGIN = BackendPlugin(
+    name="memory", summary="An in-process mail platform for trials and tests; its data is lost on restart.",
+    settings=MemorySettings, create=_create, keeps_data=False,
+)

@@ -1,40 +1,31 @@
-"""Helpers for adapters that keep SCIM-shaped attribute dicts (the memory and dry-run backends)."""
+"""Helpers for adapters that keep SCIM-shaped attribute dicts (memory, dry-run, the jsonfile example).
+
+Part of the backend SDK: ``matches`` evaluates a pushed-down filter with the gateway's own
+filter engine, so a backend that filters in memory agrees with the gateway exactly.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
-from adapters.base import Attributes, Rejected
-from gateway.scim.filter_ast import And, Compare, Filter, Or
+from adapters.base import Attributes
+from gateway.scim.filter import compile_filter
+from gateway.scim.filter_ast import Filter
+from gateway.scim.schema import RESOURCE_TYPES
 
-
-def lookup(attrs: Mapping[str, Any], name: str) -> Any:
-    # SCIM attribute names are case-insensitive; a pushed-down filter may use any case.
-    if name in attrs:
-        return attrs[name]
-    folded = name.lower()
-    return next((v for k, v in attrs.items() if k.lower() == folded), None)
+ResourceTypeName = Literal["User", "Group"]
 
 
-def matches(flt: Filter | None, attrs: Attributes) -> bool:
-    """Evaluate the eq/and/or filters an adapter receives against canonical attributes."""
+def record_filter(flt: Filter | None, resource_type: ResourceTypeName = "User") -> Callable[[Attributes], bool]:
+    """``flt`` compiled once, to test many records' attributes."""
     if flt is None:
-        return True
-    if isinstance(flt, And):
-        return matches(flt.left, attrs) and matches(flt.right, attrs)
-    if isinstance(flt, Or):
-        return matches(flt.left, attrs) or matches(flt.right, attrs)
-    if isinstance(flt, Compare) and flt.op == "eq" and flt.path.value_filter is None:
-        actual = lookup(attrs, flt.path.attr)
-        if flt.path.sub_attr is not None:
-            actual = lookup(actual, flt.path.sub_attr) if isinstance(actual, dict) else None
-        if isinstance(actual, str) and isinstance(flt.value, str):
-            return actual.lower() == flt.value.lower()
-        if isinstance(actual, bool) != isinstance(flt.value, bool):
-            return False
-        return bool(actual == flt.value)
-    raise Rejected("invalidFilter", "a backend filter may only combine eq with and/or")
+        return lambda attributes: True
+    return compile_filter(flt, RESOURCE_TYPES[resource_type])
+
+
+def matches(flt: Filter | None, attributes: Attributes, resource_type: ResourceTypeName = "User") -> bool:
+    return record_filter(flt, resource_type)(attributes)
 
 
 def set_dotted(attrs: Attributes, dotted: str, value: Any) -> None:

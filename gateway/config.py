@@ -6,13 +6,12 @@ names the setting, instead of failing on the first Entra request.
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TENANT = "default"
@@ -21,46 +20,51 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z
 
 
 class BackendSettings(BaseModel):
-    """Which mail platform a tenant provisions into."""
+    """Which mail platform a tenant provisions into.
 
-    model_config = ConfigDict(extra="forbid")
+    Besides the keys below, the table holds the chosen backend's own settings (``url``,
+    ``dsn``, …), checked by that backend's settings model (``scim-gateway backends`` lists them).
+    """
 
-    adapter: Literal["memory", "cleanmail"] = Field(default="memory", description="Backend adapter.")
-    url: str | None = Field(default=None, description="Base URL of the mail platform's admin API.")
-    api_key: SecretStr | None = Field(default=None, description="API key (prefer api_key_env or api_key_file).")
-    api_key_env: str | None = Field(default=None, description="Name of an environment variable holding the API key.")
-    api_key_file: Path | None = Field(default=None, description="File holding the API key (a mounted secret).")
+    model_config = ConfigDict(extra="allow")
+
+    adapter: str = Field(default="memory", description="Registered backend name (scim-gateway backends).")
     list_domain: str | None = Field(default=None, description="Mail domain of distribution-list addresses.")
     list_address_template: str = Field(
         default="{slug}@{domain}", description="Distribution-list address built from the group displayName."
     )
-    attempt_timeout: float = Field(default=5.0, gt=0, description="Seconds one backend call may take.")
-    deadline: float = Field(default=20.0, gt=0, description="Seconds all attempts of one call may take.")
+
+    @field_validator("adapter")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from gateway.backends import plugin
+
+        plugin(value)  # ValueError naming the installed backends
+        return value
+
+    @field_validator("list_address_template")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        try:
+            sample = value.format(slug="sales", domain="example.com")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"not a valid template: {err}") from None
+        if "{slug}" not in value or sample.count("@") != 1:
+            raise ValueError("must contain {slug} and yield one local@domain address")
+        return value
 
     @model_validator(mode="after")
-    def _check(self) -> BackendSettings:
-        if self.adapter == "cleanmail" and not self.url:
-            raise ValueError("the cleanmail adapter needs url (the admin API's base URL)")
-        given = [n for n in ("api_key", "api_key_env", "api_key_file") if getattr(self, n) is not None]
-        if len(given) > 1:
-            raise ValueError(f"set only one of api_key, api_key_env, api_key_file (got {', '.join(given)})")
+    def _check_options(self, info: ValidationInfo) -> BackendSettings:
+        from gateway.backends import plugin, validate_options
+
+        where = (info.context or {}).get("backend_settings_from", "")
+        validate_options(plugin(self.adapter), self.options, where)  # raises naming each setting
         return self
 
-    def resolve_api_key(self) -> str:
-        """The API key from wherever the configuration says it lives."""
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
-        if self.api_key_env is not None:
-            value = os.environ.get(self.api_key_env)
-            if not value:
-                raise ValueError(f"environment variable {self.api_key_env} (api_key_env) is not set")
-            return value
-        if self.api_key_file is not None:
-            try:
-                return self.api_key_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(f"cannot read api_key_file {self.api_key_file}: {exc.strerror}") from None
-        return ""
+    @property
+    def options(self) -> dict[str, Any]:
+        """The backend's own settings from this table."""
+        return dict(self.model_extra or {})
 
 
 class TenantSettings(BaseModel):
@@ -106,10 +110,15 @@ class Settings(BaseSettings):
     token: SecretStr | None = Field(
         default=None, description="Bearer token of the default tenant (Entra's Secret Token), quick-start mode."
     )
-    backend: Literal["memory", "cleanmail"] = Field(default="memory", description="Default tenant's adapter.")
-    cleanmail_url: str = Field(default="http://127.0.0.1:8081", description="Default tenant's Cleanmail API URL.")
-    cleanmail_api_key: SecretStr | None = Field(default=None, description="Default tenant's Cleanmail API key.")
-    cleanmail_domain: str | None = Field(
+    backend: str = Field(
+        default="memory", description="Default tenant's backend (scim-gateway backends lists them); its settings "
+        "come from SCIM_GATEWAY_<BACKEND>_<SETTING> variables or backend_options.",
+    )
+    backend_options: dict[str, Any] = Field(
+        default_factory=dict, description="Default tenant's backend settings as a table ([gateway.backend_options]); "
+        "a SCIM_GATEWAY_<BACKEND>_<SETTING> variable wins over the same key here.",
+    )
+    list_domain: str | None = Field(
         default=None, description="Default tenant's mail domain for distribution-list addresses."
     )
     domains: list[str] = Field(default_factory=list, description="Default tenant's mail domains (empty: any).")
@@ -166,6 +175,14 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Seconds an open circuit answers 503 before it lets one trial call through."
     )
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from gateway.backends import plugin
+
+        plugin(value)  # ValueError naming the installed backends
+        return value
+
     @field_validator("state")
     @classmethod
     def _check_state(cls, value: str) -> str:
@@ -191,20 +208,20 @@ class Settings(BaseSettings):
 
     def effective_tenants(self) -> dict[str, TenantSettings]:
         """Configured tenants plus the quick-start tenant when SCIM_GATEWAY_TOKEN is set."""
+        from gateway.backends import options_from_env, plugin
         from gateway.tenants import hash_token
 
         tenants = dict(self.tenants)
         if self.token is not None:
             if DEFAULT_TENANT in tenants:
                 raise ValueError(f"SCIM_GATEWAY_TOKEN is set and a tenant is named {DEFAULT_TENANT!r}: pick one")
+            options = {**self.backend_options, **options_from_env(plugin(self.backend))}
             tenants[DEFAULT_TENANT] = TenantSettings(
                 token_hashes=[hash_token(self.token.get_secret_value())],
                 domains=self.domains,
-                backend=BackendSettings(
-                    adapter=self.backend,
-                    url=self.cleanmail_url if self.backend == "cleanmail" else None,
-                    api_key=self.cleanmail_api_key,
-                    list_domain=self.cleanmail_domain,
+                backend=BackendSettings.model_validate(
+                    {"adapter": self.backend, "list_domain": self.list_domain, **options},
+                    context={"backend_settings_from": "env"},
                 ),
                 concurrency=self.backend_concurrency,
                 queue_timeout=self.backend_queue_timeout,

@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from adapters.base import Statistics
 from gateway.provisioning.guard import CallObserver
 from gateway.store.base import StateStore
 from gateway.tenants import Tenant
@@ -221,9 +222,10 @@ class _TenantCollector(Collector):
             if breaker is not None:
                 state.add_metric([tenant.id], breaker.state)
                 opened.add_metric([tenant.id], breaker.opened_total)
-            stats: Any = getattr(tenant.adapter, "stats", None)
-            if isinstance(stats, dict) and isinstance(stats.get("retries"), int):
-                retries.add_metric([tenant.id, tenant.adapter.name], stats["retries"])
+            if isinstance(tenant.adapter, Statistics):
+                retried = tenant.adapter.statistics().get("retries")
+                if retried is not None:
+                    retries.add_metric([tenant.id, tenant.adapter.name], retried)
         yield from (state, opened, busy, retries)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from gateway.backends import plugin, validate_options
 from gateway.config import Settings
 from gateway.logs import configure_logging
 
@@ -43,14 +44,19 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def secret_values(settings: Settings) -> Iterator[str]:
     """Every secret the settings hold, so the log can mask it even inside an exception message."""
-    for secret in (settings.token, settings.cleanmail_api_key, settings.log_hash_salt):
+    for secret in (settings.token, settings.log_hash_salt):
         if secret is not None:
             yield secret.get_secret_value()
-    for tenant in settings.tenants.values():
+    try:
+        tenants = settings.effective_tenants()
+    except ValueError:
+        return  # reported as a configuration error when the app is built
+    for tenant in tenants.values():
         try:
-            yield tenant.backend.resolve_api_key()
+            backend = validate_options(plugin(tenant.backend.adapter), tenant.backend.options, "env")
         except ValueError:
             continue  # reported as a configuration error when the app is built
+        yield from backend.secret_values()
 
 
 async def _announce_shutdown(app: web.Application) -> None:

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 from adapters.base import Adapter
 from gateway.config import TenantSettings
-from gateway.provisioning.common import TenantContext
-from gateway.provisioning.groups import GroupService
-from gateway.provisioning.guard import BackendGuard, RateLimiter
-from gateway.provisioning.users import UserService
+from gateway.provisioning.context import TenantContext
+from gateway.provisioning.guard import BackendGuard
+from gateway.provisioning.kinds import group_kind, user_kind
+from gateway.provisioning.members import MemberDirectory
+from gateway.provisioning.service import ResourceService
+from gateway.ratelimit import RateLimiter
 from gateway.store.base import StateStore
 
 
@@ -22,8 +24,8 @@ def hash_token(token: str) -> str:
 class Tenant:
     id: str
     adapter: Adapter
-    users: UserService
-    groups: GroupService
+    users: ResourceService
+    groups: ResourceService
     guard: BackendGuard
     rate_limiter: RateLimiter | None
     settings: TenantSettings
@@ -37,7 +39,10 @@ def build_tenant(
     ctx = TenantContext(tenant_id, adapter, store, guard, max_page_size, frozenset(settings.domains),
                         landing_window_s, max_patch_operations)
     limiter = RateLimiter(settings.rate_limit_per_s) if settings.rate_limit_per_s else None
-    return Tenant(tenant_id, adapter, UserService(ctx), GroupService(ctx), guard, limiter, settings)
+    members = MemberDirectory(store, tenant_id)
+    users = ResourceService(ctx, user_kind(adapter, guard), members)
+    groups = ResourceService(ctx, group_kind(adapter, guard), members)
+    return Tenant(tenant_id, adapter, users, groups, guard, limiter, settings)
 
 
 class TenantRegistry:
@@ -45,7 +50,6 @@ class TenantRegistry:
 
     def __init__(self) -> None:
         self._by_hash: dict[str, Tenant] = {}
-        self._recent: dict[str, Tenant] = {}
         self.tenants: dict[str, Tenant] = {}
 
     def add(self, tenant: Tenant, token_hashes: list[str]) -> None:
@@ -56,19 +60,8 @@ class TenantRegistry:
     def authenticate(self, token: str) -> Tenant | None:
         """The tenant a token belongs to, or None.
 
-        Tokens are looked up by hash, never compared character by character: the sha256 of the
-        token is the key of the configured hashes, and recently seen valid tokens sit in a dict
-        keyed by Python's randomised (SipHash) string hash. Response timing therefore reveals
-        nothing about a valid token's characters.
+        Tokens are looked up by their sha256, never compared character by character, so
+        response timing reveals nothing about a valid token's characters; and only digests
+        are kept, never a token itself.
         """
-        cached = self._recent.get(token)
-        if cached is not None:
-            return cached
-        tenant = self._by_hash.get(hash_token(token))
-        if tenant is not None:
-            # Only valid tokens are remembered, and only a few: a flood of made-up tokens
-            # can neither fill memory nor skip the hash for itself.
-            if len(self._recent) >= 256:
-                self._recent.clear()
-            self._recent[token] = tenant
-        return tenant
+        return self._by_hash.get(hash_token(token))

@@ -1,9 +1,11 @@
-"""Choosing concrete adapters and stores from settings: the only place that names them."""
+"""Choosing concrete adapters and stores from settings: the only place that builds them."""
 
 from __future__ import annotations
 
 from adapters.base import Adapter
-from gateway.config import BackendSettings
+from adapters.plugins import BackendContext
+from gateway.backends import build
+from gateway.config import DEFAULT_TENANT, TenantSettings
 from gateway.store.base import StateStore
 
 
@@ -24,18 +26,29 @@ def make_store(state: str) -> StateStore:
     raise ValueError(f"unsupported state store {state!r}")
 
 
-def make_adapter(backend: BackendSettings) -> Adapter:
-    if backend.adapter == "memory":
-        from adapters.memory import MemoryAdapter
+def settings_source(tenant: str, from_env: bool) -> str:
+    """Where a tenant's backend settings were written, as error messages name it."""
+    return "env" if from_env and tenant == DEFAULT_TENANT else f"tenants.{tenant}.backend"
 
-        return MemoryAdapter()
-    from adapters.cleanmail.adapter import CleanmailAdapter
 
-    return CleanmailAdapter(
-        backend.url or "", backend.resolve_api_key(), default_domain=backend.list_domain,
-        list_address_template=backend.list_address_template, attempt_timeout=backend.attempt_timeout,
-        deadline=backend.deadline,
+def make_adapter(tenant: str, settings: TenantSettings, *, from_env: bool = False) -> Adapter:
+    """The tenant's backend, as configured (a dry run wraps it separately); ValueError naming the setting
+    when one is wrong."""
+    backend = settings.backend
+    where = settings_source(tenant, from_env)
+
+    def open_backend(name: str) -> Adapter:
+        from gateway.backends import options_from_env, plugin
+
+        # A wrapped backend's settings: the same table when it is the configured one, else its variables.
+        options = backend.options if name == backend.adapter else options_from_env(plugin(name))
+        return build(name, options, context, where)
+
+    context = BackendContext(
+        tenant=tenant, list_domain=backend.list_domain, list_address_template=backend.list_address_template,
+        domains=frozenset(settings.domains), open_backend=open_backend,
     )
+    return build(backend.adapter, backend.options, context, where)
 
 
 def dry_run(adapter: Adapter, tenant: str) -> Adapter:

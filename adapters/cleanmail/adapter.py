@@ -5,30 +5,34 @@
 * A group's key is its list address, derived once from ``list_address_template`` when
   the group is created. Renaming the group changes only the list's display name: mail
   already sent to the old address keeps arriving.
-* Cleanmail only knows full-replace PUTs, so every update reads the current object,
-  merges the changes and sends the whole object back, including fields the gateway
-  does not own (policy, quarantine report), which would otherwise be reset.
+* Cleanmail only knows full-replace PUTs, so every update merges the changes into the
+  object the gateway read just before (kept in the record's ``state``) and sends the
+  whole object back, including fields the gateway does not own (policy, quarantine
+  report), which would otherwise be reset.
 * Domains are configured by the operator in Cleanmail; a mailbox or list in an unknown
   domain is refused with a detail saying so, never created on the fly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
-from contextvars import ContextVar
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import Field, SecretStr, model_validator
+
 from adapters.base import (
-    AdapterError,
     AlreadyExists,
+    BackendError,
     Capabilities,
     GroupRecord,
     NotFound,
     Page,
     Rejected,
-    Transient,
+    Unavailable,
     UserRecord,
 )
 from adapters.cleanmail.client import CleanmailClient, RetryPolicy
@@ -48,6 +52,7 @@ from adapters.cleanmail.mapping import (
     values_equal,
     wanted_status,
 )
+from adapters.plugins import BackendContext, BackendPlugin, BackendSettingsModel
 from gateway.scim.filter_ast import Filter
 
 log = logging.getLogger(__name__)
@@ -71,31 +76,8 @@ CAPABILITIES = Capabilities(
 
 def _row(value: Any) -> Row:
     if not isinstance(value, dict) or "address" not in value:
-        raise Transient("Cleanmail sent a reply without the expected object")
+        raise Unavailable("Cleanmail sent a reply without the expected object")
     return value
-
-
-# Mailboxes read in the current request (task), for the full-replace PUT that follows the read.
-_RECENT: ContextVar[dict[str, tuple[float, Row]] | None] = ContextVar("cleanmail_recent_reads", default=None)
-_RECENT_MAX_AGE_S = 2.0
-
-
-def _remember(row: Row) -> None:
-    recent = _RECENT.get()
-    if recent is None or len(recent) > 16:
-        recent = {}
-        _RECENT.set(recent)
-    recent[str(row.get("address", "")).lower()] = (time.monotonic(), row)
-
-
-def _recall(address: str) -> Row | None:
-    recent = _RECENT.get()
-    if not recent:
-        return None
-    found = recent.pop(address.lower(), None)
-    if found is None or time.monotonic() - found[0] > _RECENT_MAX_AGE_S:
-        return None
-    return found[1]
 
 
 class CleanmailAdapter:
@@ -139,8 +121,7 @@ class CleanmailAdapter:
     def __repr__(self) -> str:
         return f"CleanmailAdapter({str(self.client.base_url)!r})"
 
-    @property
-    def stats(self) -> dict[str, int]:
+    def statistics(self) -> dict[str, int]:
         return self.client.stats.as_dict()
 
     async def start(self) -> None:
@@ -154,10 +135,10 @@ class CleanmailAdapter:
         deadline = min(self.client.policy.deadline, READY_DEADLINE_S)
         try:
             await self.client.request("GET", ("domains",), params={"limit": 1}, deadline=deadline)
-        except Transient:
+        except Unavailable:
             raise
-        except AdapterError as err:
-            raise Transient(f"Cleanmail is not usable: {err}") from err
+        except BackendError as err:
+            raise Unavailable(f"Cleanmail is not usable: {err}") from err
 
     # --- shared listing helpers -------------------------------------------------------
 
@@ -172,7 +153,7 @@ class CleanmailAdapter:
             size = min(limit - len(items), PAGE_SIZE)
             reply = await self.client.get(resource, params={**params, "offset": position, "limit": size})
             if not isinstance(reply, dict) or not isinstance(reply.get("items"), list):
-                raise Transient(f"Cleanmail sent a malformed {resource} listing")
+                raise Unavailable(f"Cleanmail sent a malformed {resource} listing")
             total = int(reply.get("total", 0))
             rows = reply["items"]
             # A server that ignores paging sends everything from the start.
@@ -246,9 +227,7 @@ class CleanmailAdapter:
         return [user_record(row)]
 
     async def get_user(self, key: str) -> UserRecord:
-        row = await self._mailbox(key)
-        _remember(row)
-        return user_record(row)
+        return user_record(await self._mailbox(key))
 
     async def create_user(self, attributes: Mapping[str, Any]) -> UserRecord:
         body = new_mailbox(attributes)
@@ -258,10 +237,9 @@ class CleanmailAdapter:
             raise AlreadyExists(err.existing_key or body["address"], str(err)) from None
         return user_record(_row(reply))
 
-    async def update_user(self, key: str, changes: Mapping[str, Any]) -> UserRecord:
-        # The gateway reads a mailbox right before it changes it: reuse that read (same request,
-        # at most a moment old) instead of asking the platform twice.
-        current = _recall(key) or await self._mailbox(key)
+    async def update_user(self, record: UserRecord, changes: Mapping[str, Any]) -> UserRecord:
+        # The gateway read the mailbox right before: its row is the base of the full-replace PUT.
+        current = record.state if isinstance(record.state, dict) else await self._mailbox(record.key)
         fields = editable_fields(current)
         new_address = apply_user_changes(fields, flatten(changes))
         row = current
@@ -277,14 +255,14 @@ class CleanmailAdapter:
     async def _rename(self, old: str, new: str) -> Row:
         try:
             reply = await self.client.request("POST", ("mailboxes", old, "rename"), body={"new_address": new})
-        except Transient as err:
-            if not err.ambiguous:
+        except Unavailable as err:
+            if not err.may_apply:
                 raise
             # Read back once: the rename may have been applied before the failure.
             try:
                 renamed = await self._mailbox_or_none(new)
                 still_there = renamed is not None and await self._mailbox_or_none(old) is not None
-            except AdapterError:
+            except BackendError:
                 raise err from None
             if renamed is None or still_there:
                 raise
@@ -292,8 +270,8 @@ class CleanmailAdapter:
             return renamed
         return _row(reply)
 
-    async def delete_user(self, key: str) -> None:
-        await self.client.request("DELETE", ("mailboxes", key))
+    async def delete_user(self, record: UserRecord) -> None:
+        await self.client.request("DELETE", ("mailboxes", record.key))
 
     # --- groups -----------------------------------------------------------------------
 
@@ -326,7 +304,6 @@ class CleanmailAdapter:
         names = [d.get("name") for d in rows if isinstance(d, dict)] if isinstance(rows, list) else []
         if len(names) != 1 or not isinstance(names[0], str):
             raise Rejected(
-                "invalidValue",
                 "cannot choose a domain for distribution-list addresses: Cleanmail has "
                 f"{len(names) if len(names) < 2 else 'several'} domains; set the adapter's default_domain",
             )
@@ -345,28 +322,15 @@ class CleanmailAdapter:
         body = {"address": address, "display_name": name, "members": [k.lower() for k in member_keys]}
         try:
             reply = await self.client.request("POST", ("lists",), body=body)
-        except Transient as err:
-            if not err.ambiguous:
-                raise
-            # Unlike a mailbox, the list's address is known only here, so the read-back
-            # that keeps the create at-most-once happens here too.
-            try:
-                created = await self._group_or_none(address)
-            except AdapterError:
-                raise err from None
-            if created is None or not values_equal("displayName", created.attributes.get("displayName"), name):
-                raise
-            return created
         except AlreadyExists:
             taken = await self._group_or_none(address)
             taken_name = taken.attributes.get("displayName") if taken else None
             if taken is None or values_equal("displayName", taken_name, name):
                 raise AlreadyExists(address, f"a group named {name!r} already exists") from None
             raise Rejected(
-                "uniqueness",
                 f"the list address {address} derived from displayName {name!r} is already used by "
                 f"the group {taken_name!r}; choose another displayName",
-                409,
+                scim_type="uniqueness", status=409,
             ) from None
         return group_record(_row(reply))
 
@@ -376,8 +340,8 @@ class CleanmailAdapter:
         except NotFound:
             return None
 
-    async def update_group(self, key: str, changes: Mapping[str, Any]) -> GroupRecord:
-        current = _row(await self.client.get("lists", key))
+    async def update_group(self, record: GroupRecord, changes: Mapping[str, Any]) -> GroupRecord:
+        current = record.state if isinstance(record.state, dict) else _row(await self.client.get("lists", record.key))
         fields = editable_fields(current)
         for path, value in changes.items():
             if path == "displayName":
@@ -385,7 +349,7 @@ class CleanmailAdapter:
             elif path == "members":
                 fields["members"] = [str(k).lower() for k in value or []]
             else:
-                raise Rejected("invalidPath", f"Cleanmail does not store group attribute {path!r}")
+                raise Rejected(f"Cleanmail does not store group attribute {path!r}", scim_type="invalidPath")
         if fields == editable_fields(current):
             return group_record(current)
         if fields["display_name"] != current.get("display_name"):
@@ -401,11 +365,64 @@ class CleanmailAdapter:
             "POST", ("lists", key, "members"), body={edit: [k.lower() for k in member_keys]}, retry_safe=True
         )
 
-    async def add_members(self, key: str, member_keys: Sequence[str]) -> None:
-        await self._edit_members(key, "add", member_keys)
+    async def add_members(self, record: GroupRecord, member_keys: Sequence[str]) -> None:
+        await self._edit_members(record.key, "add", member_keys)
 
-    async def remove_members(self, key: str, member_keys: Sequence[str]) -> None:
-        await self._edit_members(key, "remove", member_keys)
+    async def remove_members(self, record: GroupRecord, member_keys: Sequence[str]) -> None:
+        await self._edit_members(record.key, "remove", member_keys)
 
-    async def delete_group(self, key: str) -> None:
-        await self.client.request("DELETE", ("lists", key))
+    async def delete_group(self, record: GroupRecord) -> None:
+        await self.client.request("DELETE", ("lists", record.key))
+
+
+class CleanmailSettings(BackendSettingsModel):
+    url: str = Field(default="http://127.0.0.1:8081", description="Base URL of the Cleanmail admin API.")
+    api_key: SecretStr | None = Field(default=None, description="API key (prefer api_key_env or api_key_file).")
+    api_key_env: str | None = Field(default=None, description="Name of an environment variable holding the API key.")
+    api_key_file: Path | None = Field(default=None, description="File holding the API key (a mounted secret).")
+    domain: str | None = Field(default=None, description="Older name of the tenant's list_domain.")
+    attempt_timeout: float = Field(default=5.0, gt=0, description="Seconds one call may take.")
+    deadline: float = Field(default=20.0, gt=0, description="Seconds all attempts of one call may take.")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> CleanmailSettings:
+        given = [n for n in ("api_key", "api_key_env", "api_key_file") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(f"set only one of api_key, api_key_env, api_key_file (got {', '.join(given)})")
+        return self
+
+    def secret_values(self) -> Iterator[str]:
+        with contextlib.suppress(ValueError):
+            key = self.resolve_api_key()
+            if key:
+                yield key
+
+    def resolve_api_key(self) -> str:
+        """The API key from wherever the configuration says it lives."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env is not None:
+            value = os.environ.get(self.api_key_env)
+            if not value:
+                raise ValueError(f"environment variable {self.api_key_env} (api_key_env) is not set")
+            return value
+        if self.api_key_file is not None:
+            try:
+                return self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read api_key_file {self.api_key_file}: {exc.strerror}") from None
+        return ""
+
+
+def _create(settings: CleanmailSettings, context: BackendContext) -> CleanmailAdapter:
+    return CleanmailAdapter(
+        settings.url, settings.resolve_api_key(), default_domain=context.list_domain or settings.domain,
+        list_address_template=context.list_address_template, attempt_timeout=settings.attempt_timeout,
+        deadline=settings.deadline,
+    )
+
+
+PLUGIN = BackendPlugin(
+    name="cleanmail", summary="A Cleanmail-like mail-admin REST API (the mock shipped with the gateway).",
+    settings=CleanmailSettings, create=_create, location=lambda s: s.url,
+)

@@ -6,7 +6,7 @@ Failure policy, from the point of view of "may this call have been applied?":
   for every method;
 * sent, outcome unknown (read timeout, connection reset, 5xx): retried only when the
   call is safe to repeat (GET, PUT, DELETE, and calls the caller marks ``retry_safe``);
-  otherwise ``Transient(ambiguous=True)`` at once, so the caller re-reads by address
+  otherwise ``Unavailable(may_apply=True)`` at once, so the caller re-reads by address
   instead of risking a second mailbox;
 * answered with a verdict (4xx, or any status with an error body): mapped to
   ``NotFound`` / ``AlreadyExists`` / ``Rejected`` and never retried.
@@ -32,7 +32,7 @@ import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from yarl import URL
 
-from adapters.base import AlreadyExists, NotFound, Rejected, Transient
+from adapters.base import AlreadyExists, NotFound, RateLimited, Rejected, Unavailable
 from adapters.telemetry import note_retry
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def _dumps(value: Any) -> str:
 class _Retryable(Exception):
     """An attempt failed in a way another attempt may fix; ``final`` is raised if none does."""
 
-    def __init__(self, final: Transient, retry_after: float | None = None) -> None:
+    def __init__(self, final: Unavailable, retry_after: float | None = None) -> None:
         super().__init__(final.detail)
         self.final = final
         self.retry_after = retry_after
@@ -205,15 +205,6 @@ class CleanmailClient:
             deadline_at=loop.time() + (self.policy.deadline if deadline is None else deadline),
         )
         self.stats.calls += 1
-        # Most calls succeed first time: make that attempt without building the retry
-        # machinery, which costs more CPU than the rest of the call's own Python code.
-        try:
-            return await self._attempt(call, url, params, body, empty_is_not_found)
-        except _Retryable as failed:
-            first_failure: _Retryable | None = failed
-        except Exception:
-            self.stats.failures += 1
-            raise
         retrying = AsyncRetrying(
             stop=lambda state: self._should_stop(state, call),
             wait=self._wait,
@@ -224,11 +215,6 @@ class CleanmailClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    if first_failure is not None:
-                        # Tenacity's attempt 1 is the one already made: replay its outcome so
-                        # backoff, Retry-After, the deadline and the attempt count see it.
-                        replayed, first_failure = first_failure, None
-                        raise replayed
                     return await self._attempt(call, url, params, body, empty_is_not_found)
         except _Retryable as failed:
             self.stats.failures += 1
@@ -293,7 +279,7 @@ class CleanmailClient:
                 status, headers = response.status, response.headers
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as err:
             # Nothing reached the server, so even a create may be sent again.
-            raise _Retryable(Transient(f"cannot connect to Cleanmail: {err}")) from err
+            raise _Retryable(Unavailable(f"cannot connect to Cleanmail: {err}")) from err
         except TimeoutError as err:
             self.stats.timeouts += 1
             raise self._unknown_outcome(call, f"no answer from Cleanmail within {budget:.1f}s") from err
@@ -306,9 +292,9 @@ class CleanmailClient:
         hint = retry_after if retry_after is not None else self.policy.fallback_retry_after
         if call.retry_safe:
             call.maybe_applied = True
-            return _Retryable(Transient(detail, hint), retry_after)
+            return _Retryable(Unavailable(detail, retry_after=hint), retry_after)
         self.stats.ambiguous += 1
-        return Transient(f"{detail}; the {call.method} may have been applied", hint, ambiguous=True)
+        return Unavailable(f"{detail}; the {call.method} may have been applied", retry_after=hint, may_apply=True)
 
     # --- response mapping -------------------------------------------------------------
 
@@ -324,22 +310,22 @@ class CleanmailClient:
             self.stats.rate_limited += 1
             wait = parse_retry_after(retry_after_header)
             hint = wait if wait is not None else self.policy.fallback_retry_after
-            raise _Retryable(Transient("Cleanmail is rate-limiting us", hint, rate_limited=True), wait)
+            raise _Retryable(RateLimited("Cleanmail is rate-limiting us", retry_after=hint), wait)
         if status >= 500:
             reason = body.get("message") if isinstance(body, dict) else None
             detail = f"Cleanmail answered HTTP {status}" + (f": {reason}" if reason else "")
             raise self._unknown_outcome(call, detail, parse_retry_after(retry_after_header))
         if status in (401, 403):
             # Our configuration is wrong, not the SCIM client's request: report "unavailable".
-            raise Transient(f"Cleanmail refused the API key (HTTP {status})")
+            raise Unavailable(f"Cleanmail refused the API key (HTTP {status})")
         if isinstance(body, dict) and body.get("status") == "error":
             self._raise_error_body(call, status, body)
         if status == 404:
             if parsed:
                 raise NotFound(f"{call.path} does not exist")
-            raise Transient(f"{call.path} is not a Cleanmail endpoint (HTTP 404); check the base URL")
+            raise Unavailable(f"{call.path} is not a Cleanmail endpoint (HTTP 404); check the base URL")
         if status >= 400:
-            raise Rejected("invalidValue", f"Cleanmail refused the request (HTTP {status})", 400)
+            raise Rejected(f"Cleanmail refused the request (HTTP {status})")
         if not parsed:
             raise self._unknown_outcome(call, f"Cleanmail sent an unreadable reply (HTTP {status})")
         if empty_is_not_found and body == {}:
@@ -357,11 +343,11 @@ class CleanmailClient:
         if code == "object_exists":
             raise AlreadyExists(str(body.get("existing", "")), f"Cleanmail: {message}")
         if code == "address_in_use":
-            raise Rejected("uniqueness", f"Cleanmail: {message}", 409)
+            raise Rejected(f"Cleanmail: {message}", scim_type="uniqueness", status=409)
         if code in _SCIM_TYPES:
-            raise Rejected(_SCIM_TYPES[code], f"Cleanmail: {message}", 400)
+            raise Rejected(f"Cleanmail: {message}", scim_type=_SCIM_TYPES[code])
         if code == "unauthorized":
-            raise Transient(f"Cleanmail refused the API key: {message}")
+            raise Unavailable(f"Cleanmail refused the API key: {message}")
         if code in ("unavailable", "gateway_timeout"):
             raise self._unknown_outcome(call, f"Cleanmail: {message}")
-        raise Rejected("invalidValue", f"Cleanmail refused the request: {message}", 400)
+        raise Rejected(f"Cleanmail refused the request: {message}")

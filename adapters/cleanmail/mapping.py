@@ -32,7 +32,7 @@ def to_conjunctions(expr: Filter | None, allowed: Mapping[str, str]) -> list[Con
     if isinstance(expr, Compare):
         name = expr.path.attr.lower() + (f".{expr.path.sub_attr.lower()}" if expr.path.sub_attr else "")
         if expr.op != "eq" or name not in allowed or expr.path.value_filter is not None:
-            raise Rejected("invalidFilter", f"Cleanmail cannot evaluate the filter on {name!r} {expr.op}")
+            raise Rejected(f"Cleanmail cannot evaluate the filter on {name!r} {expr.op}", scim_type="invalidFilter")
         return [{allowed[name]: expr.value}]
     if isinstance(expr, Or):
         return to_conjunctions(expr.left, allowed) + to_conjunctions(expr.right, allowed)
@@ -44,7 +44,7 @@ def to_conjunctions(expr: Filter | None, allowed: Mapping[str, str]) -> list[Con
                 if both is not None:
                     merged.append(both)
         return merged
-    raise Rejected("invalidFilter", f"Cleanmail cannot evaluate a {type(expr).__name__} filter")
+    raise Rejected(f"Cleanmail cannot evaluate a {type(expr).__name__} filter", scim_type="invalidFilter")
 
 
 def _merge(left: Conjunction, right: Conjunction) -> Conjunction | None:
@@ -90,14 +90,14 @@ def flatten(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 def mailbox_address(value: Any) -> str:
     if not isinstance(value, str) or value.count("@") != 1 or not all(value.strip().split("@")):
-        raise Rejected("invalidValue", f"userName {value!r} must be a mail address (local@domain)")
+        raise Rejected(f"userName {value!r} must be a mail address (local@domain)")
     return value.strip().lower()
 
 
 def _text(path: str, value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value or None
-    raise Rejected("invalidValue", f"{path} must be a string")
+    raise Rejected(f"{path} must be a string")
 
 
 def apply_user_changes(fields: dict[str, Any], changes: Mapping[str, Any]) -> str | None:
@@ -108,14 +108,14 @@ def apply_user_changes(fields: dict[str, Any], changes: Mapping[str, Any]) -> st
             new_address = mailbox_address(value)
         elif path == "active":
             if not isinstance(value, bool):
-                raise Rejected("invalidValue", "active must be a boolean")
+                raise Rejected("active must be a boolean")
             fields["status"] = "active" if value else "disabled"
         elif path == "name" and value is None:
             fields["first_name"] = fields["last_name"] = None
         elif path in _USER_FIELDS:
             fields[_USER_FIELDS[path]] = _text(path, value)
         else:
-            raise Rejected("invalidPath", f"Cleanmail does not store {path!r}")
+            raise Rejected(f"Cleanmail does not store {path!r}", scim_type="invalidPath")
     return new_address
 
 
@@ -137,7 +137,7 @@ def user_record(row: Mapping[str, Any]) -> UserRecord:
         attributes["name"] = name
     if row.get("display_name"):
         attributes["displayName"] = row["display_name"]
-    return UserRecord(key=address, attributes=attributes)
+    return UserRecord(key=address, attributes=attributes, state=dict(row))
 
 
 def editable_fields(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -160,7 +160,7 @@ def slugify(text: str) -> str:
 
 def display_name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise Rejected("invalidValue", "a group needs a non-empty displayName")
+        raise Rejected("a group needs a non-empty displayName")
     return value
 
 
@@ -168,4 +168,5 @@ def group_record(row: Mapping[str, Any]) -> GroupRecord:
     attributes: dict[str, Any] = {}
     if row.get("display_name"):
         attributes["displayName"] = row["display_name"]
-    return GroupRecord(key=str(row["address"]), attributes=attributes, member_keys=list(row.get("members", [])))
+    return GroupRecord(key=str(row["address"]), attributes=attributes, member_keys=list(row.get("members", [])),
+                       state=dict(row))

@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from adapters.base import Adapter
+from adapters.base import Adapter, HealthCheck
 from gateway.config import DEFAULT_TENANT, Settings
 from gateway.http.handlers import ScimHandlers
 from gateway.http.middleware import IDEMPOTENCY_KEY, REGISTRY_KEY, bearer_auth, idempotency, request_context
@@ -73,7 +73,8 @@ async def readyz(request: web.Request) -> web.Response:
     """200 when the store and every tenant's backend answer; else 503 naming each one that does not."""
     checks: dict[str, Awaitable[None]] = {"store": request.app[STORE_KEY].check()}
     for tenant in request.app[REGISTRY_KEY].tenants.values():
-        checks[f"backend:{tenant.id}:{tenant.adapter.name}"] = tenant.adapter.check()
+        if isinstance(tenant.adapter, HealthCheck):
+            checks[f"backend:{tenant.id}:{tenant.adapter.name}"] = tenant.adapter.check()
     # Concurrently and bounded: a probe that hangs on one dead backend would itself time out.
     results = await asyncio.gather(*(asyncio.wait_for(c, READY_TIMEOUT_S) for c in checks.values()),
                                    return_exceptions=True)
@@ -131,7 +132,11 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
     adapters: list[Adapter] = []
     for name, tenant_settings in tenants.items():
         injected = adapter is not None and (len(tenants) == 1 or name == DEFAULT_TENANT)
-        tenant_adapter = adapter if injected and adapter is not None else make_adapter(tenant_settings.backend)
+        if injected and adapter is not None:
+            tenant_adapter = adapter
+        else:
+            from_env = name == DEFAULT_TENANT and settings.token is not None
+            tenant_adapter = make_adapter(name, tenant_settings, from_env=from_env)
         if tenant_settings.dry_run:
             tenant_adapter = dry_run(tenant_adapter, name)
         adapters.append(tenant_adapter)

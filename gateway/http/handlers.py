@@ -9,8 +9,7 @@ from aiohttp import web
 
 from gateway.http.middleware import TENANT_KEY
 from gateway.http.render import scim_response
-from gateway.provisioning.groups import GroupService
-from gateway.provisioning.users import UserService
+from gateway.provisioning.service import ResourceService
 from gateway.scim import discovery
 from gateway.scim.errors import ScimError, invalid_syntax
 from gateway.scim.query import (
@@ -22,7 +21,6 @@ from gateway.scim.query import (
 )
 
 BASE_PATH = "/scim/v2"
-Service = UserService | GroupService
 
 
 class ScimHandlers:
@@ -38,7 +36,7 @@ class ScimHandlers:
         return f"{request.scheme}://{request.host}{BASE_PATH}"
 
     @staticmethod
-    def _service(request: web.Request) -> Service:
+    def _service(request: web.Request) -> ResourceService:
         tenant = request[TENANT_KEY]
         kind = request.match_info["kind"]
         return tenant.users if kind == "Users" else tenant.groups

@@ -9,6 +9,8 @@ import structlog
 from aiohttp import web
 
 from adapters import telemetry
+from adapters.base import BackendError
+from gateway.http.errors import as_scim_error
 from gateway.http.observe import METRICS_KEY, describe, safe_request_id
 from gateway.http.render import error_response
 from gateway.metrics import NO_TENANT
@@ -54,8 +56,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     try:
         try:
             response = await handler(request)
-        except ScimError as exc:
-            response = error_response(exc)
+        except (ScimError, BackendError) as exc:
+            response = error_response(as_scim_error(exc))
         except web.HTTPException as exc:
             if exc.status < 400:
                 status = exc.status
@@ -112,7 +114,11 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         raise ScimError(401, "The bearer token is not valid for this gateway.")
     request[TENANT_KEY] = tenant
     if tenant.rate_limiter is not None:
-        tenant.rate_limiter.acquire()
+        wait = tenant.rate_limiter.take()
+        if wait is not None:
+            telemetry.note_throttle("rate_limit")
+            raise ScimError(429, f"This tenant's request rate limit ({tenant.rate_limiter.rate:g}/s) is exceeded; "
+                                 "retry later.", retry_after=wait)
     return await handler(request)
 
 
@@ -127,8 +133,8 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
     async def execute() -> StoredReply:
         try:
             response = await handler(request)
-        except ScimError as exc:
-            response = error_response(exc)
+        except (ScimError, BackendError) as exc:
+            response = error_response(as_scim_error(exc))
         raw = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
         headers = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
         headers.update({h: v for h, v in response.headers.items() if h == "Retry-After"})

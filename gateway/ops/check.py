@@ -21,12 +21,13 @@ from typing import TextIO
 
 from yarl import URL
 
-from adapters.base import Adapter
-from gateway.config import Settings, TenantSettings
+from adapters.base import Adapter, HealthCheck
+from gateway.backends import BackendSettingsError, plugin, validate_options
+from gateway.config import DEFAULT_TENANT, Settings, TenantSettings
 from gateway.ops.output import table
 from gateway.ops.settings_report import ConfigProblems, load
 from gateway.store.base import StateStore
-from gateway.wiring import make_adapter, make_store
+from gateway.wiring import make_adapter, make_store, settings_source
 
 OK, FAIL = "OK", "FAIL"
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -99,16 +100,18 @@ def _ms(started: float) -> str:
     return f"{(time.monotonic() - started) * 1000:.0f} ms"
 
 
-async def check_backend(tenant: str, settings: TenantSettings, wait_s: float) -> Row:
+async def check_backend(tenant: str, settings: TenantSettings, wait_s: float, *, from_env: bool = False) -> Row:
     backend = settings.backend
     name = f"backend {tenant} ({backend.adapter})"
     suffix = "; dry-run: writes are simulated" if settings.dry_run else ""
     try:
-        adapter = make_adapter(backend)
+        found = plugin(backend.adapter)
+        options = validate_options(found, backend.options, settings_source(tenant, from_env))
+        adapter = make_adapter(tenant, settings, from_env=from_env)
     except ValueError as exc:
-        problem = f"tenants.{tenant}.backend: {exc} — correct the tenant's backend settings"
-        return Row(name, False, problem, config_error=True)
-    where = f"{backend.url}: " if backend.url else ""
+        problem = str(exc) if isinstance(exc, BackendSettingsError) else f"tenants.{tenant}.backend: {exc}"
+        return Row(name, False, f"{problem} — correct the tenant's backend settings", config_error=True)
+    where = f"{found.location(options)}: " if found.location is not None else ""
     started = time.monotonic()
     try:
         counts = await asyncio.wait_for(_reach(adapter), wait_s)
@@ -120,14 +123,15 @@ async def check_backend(tenant: str, settings: TenantSettings, wait_s: float) ->
         # A failure to close adds nothing to the failure already reported.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(adapter.close(), wait_s)
-    if backend.adapter == "memory":
+    if not found.keeps_data:
         return Row(name, True, f"in-process backend: its data is lost on every restart{suffix}")
     return Row(name, True, f"{where}reachable in {_ms(started)}; {counts}{suffix}")
 
 
 async def _reach(adapter: Adapter) -> str:
     await adapter.start()
-    await adapter.check()
+    if isinstance(adapter, HealthCheck):
+        await adapter.check()
     users = (await adapter.find_users(None, 0, 1)).total
     counts = f"{users} mailbox{'es' if users != 1 else ''}"
     if adapter.capabilities.groups:
@@ -141,7 +145,9 @@ async def run_checks(settings: Settings, *, wait_s: float = 10.0) -> list[Row]:
     source = f"from {settings.config}" if settings.config else "from the environment"
     rows = [Row("configuration", True, f"{len(tenants)} tenant{'s' if len(tenants) != 1 else ''} {source}")]
     checks = [check_store(settings, wait_s)]
-    checks.extend(check_backend(name, tenant, wait_s) for name, tenant in sorted(tenants.items()))
+    from_env = settings.token is not None
+    checks.extend(check_backend(name, tenant, wait_s, from_env=from_env and name == DEFAULT_TENANT)
+                  for name, tenant in sorted(tenants.items()))
     rows.extend(await asyncio.gather(*checks))
     return rows
 

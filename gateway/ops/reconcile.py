@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from adapters.base import Adapter, AdapterError, GroupRecord, NotFound, Page, UserRecord
+from adapters.base import Adapter, BackendError, GroupRecord, NotFound, Page, UserRecord
+from gateway.backends import plugin
 from gateway.clock import now_iso
 from gateway.config import Settings
 from gateway.ops.check import redact_dsn
@@ -299,9 +300,10 @@ def main(tenant: str, config: Path | None, *, as_json: bool = False, fix: bool =
     if tenant not in tenants:
         print(f"--tenant: no tenant named {tenant!r} — use one of: {', '.join(sorted(tenants))}", file=err)
         return EXIT_CONFIG
-    if tenants[tenant].backend.adapter == "memory":
+    backend = tenants[tenant].backend.adapter
+    if not plugin(backend).keeps_data:
         # Its data lives in the serving process: from here every mapping would look dead.
-        print(f"tenants.{tenant}.backend.adapter: 'memory' lives inside the gateway process — there is no "
+        print(f"tenants.{tenant}.backend.adapter: {backend!r} lives inside the gateway process — there is no "
               "platform outside it to reconcile with", file=err)
         return EXIT_CONFIG
     problem = _store_problem(settings)
@@ -309,7 +311,7 @@ def main(tenant: str, config: Path | None, *, as_json: bool = False, fix: bool =
         print(problem, file=err)
         return EXIT_CONFIG
     try:
-        adapter = make_adapter(tenants[tenant].backend)
+        adapter = make_adapter(tenant, tenants[tenant], from_env=settings.token is not None)
     except ValueError as exc:
         print(f"tenants.{tenant}.backend: {exc} — correct the tenant's backend settings", file=err)
         return EXIT_CONFIG
@@ -317,7 +319,7 @@ def main(tenant: str, config: Path | None, *, as_json: bool = False, fix: bool =
     try:
         report = asyncio.run(reconcile(settings, tenant, adapter, fix=fix, progress=bar))
     except Exception as exc:  # an unreachable backend or store, reported as such rather than as a traceback
-        kind = "backend" if isinstance(exc, AdapterError) else type(exc).__name__
+        kind = "backend" if isinstance(exc, BackendError) else type(exc).__name__
         print(f"reconcile failed ({kind}): {exc}", file=err)
         return EXIT_FAILED
     if as_json:

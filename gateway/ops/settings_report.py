@@ -98,6 +98,10 @@ def explain(exc: ValidationError, document: dict[str, Any], path: Path | None = 
         loc = tuple(error["loc"])
         info, model = _field(loc)
         problem = str(error["msg"]).removeprefix("Value error, ")
+        if " — " in problem:
+            # Already one line per setting, with its fix (a backend's own settings).
+            lines.extend(problem.split("; ") if not loc else [f"{setting_name(loc, document, path)}: {problem}"])
+            continue
         if error["type"] != "missing" and not _is_secret(loc, info) and _shown(error.get("input")):
             problem += f" (got {error['input']!r})"
         lines.append(f"{setting_name(loc, document, path)}: {problem} — {_fix(error, loc, info, model)}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from gateway.scim.errors import ScimError
+from gateway.provisioning.errors import CircuitOpen
 
 CLOSED = 0
 OPEN = 1
@@ -25,10 +25,6 @@ STATE_NAMES = {CLOSED: "closed", OPEN: "open", HALF_OPEN: "half_open"}
 FAILURE = "transient"
 UNSETTLED = "error"
 """The call never got an answer we can judge (queue timeout, cancellation, a bug)."""
-
-
-class CircuitOpen(ScimError):
-    pass
 
 
 class CircuitBreaker:
@@ -45,7 +41,8 @@ class CircuitBreaker:
         self._trial = False
 
     def admit(self) -> bool:
-        """Let a call through (True if it is the trial call), or raise 503 with the seconds until the next trial."""
+        """Let a call through (True if it is the trial call), or raise CircuitOpen with the seconds until the
+        next trial."""
         if self.state == CLOSED:
             return False
         if self.state == OPEN:
@@ -78,7 +75,6 @@ class CircuitBreaker:
 
     def _refusal(self, retry_after: float) -> CircuitOpen:
         return CircuitOpen(
-            503,
             f"The mail platform failed {self.failures} times in a row; the gateway stops calling it for "
             f"{self.open_seconds:g}s to let it recover. Retry later.",
             retry_after=retry_after,

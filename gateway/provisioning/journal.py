@@ -16,11 +16,11 @@ from typing import Any
 
 import structlog
 
-from adapters.base import Transient
+from adapters.base import may_have_been_applied
 from gateway.clock import now_iso
 from gateway.ids import new_hex_id
+from gateway.provisioning.errors import Backpressure
 from gateway.provisioning.ownership import get_dotted
-from gateway.scim.errors import ScimError
 from gateway.store.base import DuplicateKey, JournalEntry, StateStore, StoredResource
 
 log = structlog.get_logger("gateway.journal")
@@ -31,13 +31,8 @@ FindByName = Callable[[str], Awaitable[tuple[str, dict[str, Any]] | None]]
 FetchByKey = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 
-def outcome_unknown(exc: BaseException) -> bool:
-    """Whether the backend may or may not have applied the write that raised ``exc``."""
-    if isinstance(exc, ScimError):
-        cause = exc.__cause__
-        return isinstance(cause, Transient) and (cause.ambiguous or exc.status >= 500)
-    # Cancellation or an unexpected error mid-call: we cannot know what reached the backend.
-    return not isinstance(exc, Exception) or type(exc).__module__.split(".")[0] not in ("gateway", "adapters")
+class CreateMayStillLand(Backpressure):
+    """An earlier create of this object got no answer and may still be applied: retry shortly."""
 
 
 class Journal:
@@ -88,9 +83,9 @@ class Journal:
                 age = (datetime.now(UTC) - datetime.fromisoformat(entry.created.replace("Z", "+00:00")))
                 wait = self.landing_window_s - age.total_seconds()
                 if wait > 0:
-                    raise ScimError(
-                        503, "An earlier create of this object got no answer from the mail platform and may "
-                             "still be applied; retry shortly.", retry_after=wait,
+                    raise CreateMayStillLand(
+                        "An earlier create of this object got no answer from the mail platform and may "
+                        "still be applied; retry shortly.", retry_after=wait,
                     )
                 log.info("journal: create never reached the backend, dropped", id=target.id)
                 return
@@ -145,5 +140,5 @@ class _JournalledWrite:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        if exc is None or not outcome_unknown(exc):
+        if exc is None or not may_have_been_applied(exc):
             await self._journal.store.journal_remove(self._journal.tenant, self._entry.id)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.scim.errors import invalid_path
 from gateway.scim.filter_ast import (
     And,
     AttrPath,
@@ -46,6 +47,7 @@ from gateway.scim.schema import RESOURCE_TYPES, Attribute, ResolvedAttribute, Re
 
 __all__ = [
     "compile_filter",
+    "compile_value_filter",
     "matches",
     "matches_value",
     "parse_filter",
@@ -379,6 +381,31 @@ def matches(f: Filter, resource: dict[str, Any], rt: ResourceType) -> bool:
 def matches_value(f: Filter, element: dict[str, Any], attribute: Attribute) -> bool:
     """Evaluate a value filter (``type eq "work"``) against one element of a complex attribute."""
     return _compile(f, attribute, False)(element)
+
+
+def _check_value_filter(f: Filter, attribute: Attribute) -> None:
+    if isinstance(f, And | Or):
+        _check_value_filter(f.left, attribute)
+        _check_value_filter(f.right, attribute)
+        return
+    if isinstance(f, Not):
+        _check_value_filter(f.expr, attribute)
+        return
+    if not isinstance(f, Compare | Present):
+        raise invalid_path(f"Invalid filter on '{attribute.name}': value filters cannot be nested")
+    p = f.path
+    if p.urn is not None or p.sub_attr is not None or p.value_filter is not None or attribute.sub(p.attr) is None:
+        raise invalid_path(f"Invalid filter on '{attribute.name}': '{p.attr}' is not one of its sub-attributes")
+
+
+def compile_value_filter(f: Filter, attribute: Attribute) -> Predicate:
+    """A test of one element of complex ``attribute`` against value filter ``f`` (``type eq "work"``),
+    for PATCH paths such as ``emails[type eq "work"]``.
+
+    Raises 400 invalidPath unless every attribute ``f`` names is a sub-attribute of ``attribute``.
+    """
+    _check_value_filter(f, attribute)
+    return _compile(f, attribute, False)
 
 
 def validate(f: Filter, rt: ResourceType) -> Predicate:

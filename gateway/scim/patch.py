@@ -22,17 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from gateway.scim.errors import invalid_path, invalid_syntax, mutability, no_target, too_many
-from gateway.scim.filter import parse_path
+from gateway.scim.filter import Predicate, compile_value_filter, parse_path
 from gateway.scim.filter_ast import AttrPath, Filter
 from gateway.scim.resources import (
     EMAILS,
     MANAGER,
     MEMBERS,
-    ElementTest,
     check_required,
     coerce_attribute,
     coerce_single,
-    compile_element_filter,
     custom_attr_names,
     dedupe_members,
     element_from_filter,
@@ -84,7 +82,7 @@ class _Target:
     sub: Attribute | None = None
     sub_name: str | None = None
     value_filter: Filter | None = None
-    match: ElementTest | None = field(default=None, compare=False)
+    match: Predicate | None = field(default=None, compare=False)
 
 
 _path_cache: dict[tuple[int, str], tuple[ResourceType, AttrPath]] = {}
@@ -175,7 +173,7 @@ def _resolve_uncached(path: AttrPath, rt: ResourceType) -> _Target:
     if path.value_filter is not None:
         if attr.type != "complex":
             raise invalid_path(f"Invalid attribute path: '{attr.name}' has no sub-attributes to filter on")
-        match = compile_element_filter(path.value_filter, attr)
+        match = compile_value_filter(path.value_filter, attr)
     sub = resolved.sub_attribute
     return _Target("attr", container, attr.name, resolved.dotted, attr, sub, sub.name if sub else None,
                    path.value_filter, match)

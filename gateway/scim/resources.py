@@ -11,13 +11,11 @@ normalisation, because Entra re-PATCHes any value that reads back differently.
 
 from __future__ import annotations
 
-import operator
 import re
-from collections.abc import Callable
 from typing import Any
 
-from gateway.scim.errors import invalid_path, invalid_syntax, invalid_value
-from gateway.scim.filter_ast import And, Compare, Filter, Not, Or, Present
+from gateway.scim.errors import invalid_syntax, invalid_value
+from gateway.scim.filter_ast import And, Compare, Filter
 from gateway.scim.schema import (
     ENTERPRISE_USER,
     GROUP,
@@ -44,15 +42,6 @@ EMAILS = _defined(USER.attribute("emails"))
 _RESERVED_URN_PREFIXES = ("urn:ietf:params:scim:schemas:core:", "urn:ietf:params:scim:api:")
 _VERSION = re.compile(r"\d+(?:\.\d+)*\Z")
 _ATTR_NAME = re.compile(r"[A-Za-z$][A-Za-z0-9_$-]*\Z")
-_ORDERED: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "ge": operator.ge, "lt": operator.lt,
-    "le": operator.le,
-}
-_SUBSTRING: dict[str, Callable[[str, str], bool]] = {
-    "co": lambda value, literal: literal in value, "sw": str.startswith, "ew": str.endswith,
-}
-
-ElementTest = Callable[[dict[str, Any]], bool]
 
 
 def show(value: Any) -> str:
@@ -394,59 +383,6 @@ def _put(out: dict[str, Any], key: _Key, value: Any, rt: ResourceType) -> None:
 
 
 # --------------------------------------------------------------------------- value filters on elements
-
-
-def compile_element_filter(f: Filter, attr: Attribute) -> ElementTest:
-    """A test of one value of complex ``attr`` against value filter ``f`` (``type eq "work"``).
-
-    Compiled once per path, so a filter over thousands of members costs one call per
-    member. Raises 400 invalidPath unless every attribute in ``f`` is a sub-attribute of
-    ``attr``. Semantics follow gateway.scim.filter, with Entra's quoted booleans.
-    """
-    if isinstance(f, And | Or):
-        left, right = compile_element_filter(f.left, attr), compile_element_filter(f.right, attr)
-        if isinstance(f, And):
-            return lambda e: left(e) and right(e)
-        return lambda e: left(e) or right(e)
-    if isinstance(f, Not):
-        inner = compile_element_filter(f.expr, attr)
-        return lambda e: not inner(e)
-    if not isinstance(f, Compare | Present):
-        raise invalid_path(f"Invalid filter on '{attr.name}': value filters cannot be nested")
-    p = f.path
-    sub = attr.sub(p.attr) if p.urn is None and p.sub_attr is None and p.value_filter is None else None
-    if sub is None:
-        raise invalid_path(f"Invalid filter on '{attr.name}': '{p.attr}' is not one of its sub-attributes")
-    name = sub.name
-    if isinstance(f, Present):
-        return lambda e: not is_empty(e.get(name))
-    op, literal, exact = f.op, f.value, sub.case_exact
-    if sub.type == "boolean" and isinstance(literal, str) and literal.lower() in ("true", "false"):
-        # ``roles[primary eq "True"]``: Entra quotes booleans in filters too.
-        literal = literal.lower() == "true"
-    if op == "eq" and isinstance(literal, str) and not exact:
-        folded = literal.lower()
-
-        def equals(e: dict[str, Any]) -> bool:
-            actual = e.get(name)
-            return isinstance(actual, str) and actual.lower() == folded
-
-        return equals
-    return lambda e: _compare(e.get(name), op, literal, exact)
-
-
-def _compare(actual: Any, op: str, literal: Any, case_exact: bool) -> bool:
-    if actual is None or literal is None:
-        # As in resource filters (gateway.scim.filter): an absent value matches nothing, ``ne`` included.
-        return False
-    if isinstance(actual, str) and isinstance(literal, str):
-        if not case_exact:
-            actual, literal = actual.lower(), literal.lower()
-        return bool((_ORDERED.get(op) or _SUBSTRING[op])(actual, literal))
-    if isinstance(actual, bool) or isinstance(literal, bool):
-        return type(actual) is type(literal) and op in ("eq", "ne") and bool(_ORDERED[op](actual, literal))
-    numbers = all(isinstance(v, int | float) for v in (actual, literal))
-    return numbers and op in _ORDERED and bool(_ORDERED[op](actual, literal))
 
 
 def element_from_filter(f: Filter, attr: Attribute) -> dict[str, Any] | None:

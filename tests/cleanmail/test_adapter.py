@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from adapters.base import Adapter, AlreadyExists, NotFound, Rejected, Transient
+from adapters.base import Adapter, AlreadyExists, NotFound, Rejected, Unavailable
 from adapters.cleanmail.adapter import CleanmailAdapter
 from adapters.cleanmail.mapping import slugify
 from adapters.cleanmail.mock_faults import FaultConfig
@@ -58,24 +58,25 @@ async def test_user_lifecycle(adapter_factory: AdapterFactory, quirks: MockQuirk
     }
     assert (await adapter.get_user(key.upper())).attributes == created.attributes
 
-    updated = await adapter.update_user(key, {"name.givenName": "Anne", "displayName": None})
+    updated = await adapter.update_user(await adapter.get_user(key), {"name.givenName": "Anne", "displayName": None})
     assert updated.attributes["name"] == {"givenName": "Anne", "familyName": "Muster"}
     assert "displayName" not in updated.attributes
 
-    disabled = await adapter.update_user(key, {"active": False})
+    disabled = await adapter.update_user(await adapter.get_user(key), {"active": False})
     assert disabled.attributes["active"] is False
     assert disabled.attributes["name"]["givenName"] == "Anne"
 
-    renamed = await adapter.update_user(key, {"userName": f"Anne.Muster@{DOMAIN}", "active": True})
+    rename = {"userName": f"Anne.Muster@{DOMAIN}", "active": True}
+    renamed = await adapter.update_user(await adapter.get_user(key), rename)
     assert renamed.key == f"anne.muster@{DOMAIN}" and renamed.attributes["active"] is True
     with pytest.raises(NotFound):
         await adapter.get_user(key)
 
-    await adapter.delete_user(renamed.key)
+    await adapter.delete_user(renamed)
     with pytest.raises(NotFound):
         await adapter.get_user(renamed.key)
     with pytest.raises(NotFound):
-        await adapter.delete_user(renamed.key)
+        await adapter.delete_user(renamed)
 
 
 async def test_update_keeps_fields_the_gateway_does_not_own(adapter_factory: AdapterFactory) -> None:
@@ -84,7 +85,7 @@ async def test_update_keeps_fields_the_gateway_does_not_own(adapter_factory: Ada
     mailbox = server.store.get_mailbox(f"a@{DOMAIN}")
     assert mailbox is not None
     mailbox.policy, mailbox.quarantine_report = "no-report", "weekly"
-    await adapter.update_user(f"a@{DOMAIN}", {"name.familyName": "X"})
+    await adapter.update_user(await adapter.get_user(f"a@{DOMAIN}"), {"name.familyName": "X"})
     # The legacy PUT would have reset these had the adapter not sent them back.
     assert (mailbox.status, mailbox.policy, mailbox.quarantine_report) == ("disabled", "no-report", "weekly")
 
@@ -93,7 +94,8 @@ async def test_noop_update_and_case_only_rename_make_no_write(adapter_factory: A
     adapter, server = await adapter_factory()
     await adapter.create_user(user("a", displayName="A"))
     server.stats.reset()
-    record = await adapter.update_user(f"a@{DOMAIN}", {"displayName": "A", "userName": f"A@{DOMAIN}"})
+    current = await adapter.get_user(f"a@{DOMAIN}")
+    record = await adapter.update_user(current, {"displayName": "A", "userName": f"A@{DOMAIN}"})
     assert record.key == f"a@{DOMAIN}"
     assert set(server.stats.calls) == {"GET /api/v1/mailboxes/{address}"}
 
@@ -120,7 +122,7 @@ async def test_unknown_domain_and_bad_values_are_rejected(adapter: CleanmailAdap
         await adapter.create_user(user("b", active="yes"))
     await adapter.create_user(user("c"))
     with pytest.raises(Rejected):
-        await adapter.update_user(f"c@{DOMAIN}", {"emails": []})
+        await adapter.update_user(await adapter.get_user(f"c@{DOMAIN}"), {"emails": []})
 
 
 async def test_rename_conflict_and_membership(adapter_factory: AdapterFactory) -> None:
@@ -129,9 +131,9 @@ async def test_rename_conflict_and_membership(adapter_factory: AdapterFactory) -
     await adapter.create_user(user("b"))
     group = await adapter.create_group({"displayName": "Team"}, [f"a@{DOMAIN}"])
     with pytest.raises(AlreadyExists) as taken:
-        await adapter.update_user(f"a@{DOMAIN}", {"userName": f"b@{DOMAIN}"})
+        await adapter.update_user(await adapter.get_user(f"a@{DOMAIN}"), {"userName": f"b@{DOMAIN}"})
     assert taken.value.existing_key == f"b@{DOMAIN}"
-    await adapter.update_user(f"a@{DOMAIN}", {"userName": f"c@{DOMAIN}"})
+    await adapter.update_user(await adapter.get_user(f"a@{DOMAIN}"), {"userName": f"c@{DOMAIN}"})
     assert (await adapter.get_group(group.key)).member_keys == [f"c@{DOMAIN}"]
 
 
@@ -139,34 +141,37 @@ async def test_rename_applied_despite_an_error_is_recognised(adapter_factory: Ad
     adapter, server = await adapter_factory()
     await adapter.create_user(user("a"))
     server.faults.configure(FaultConfig(error_after_commit_rate=1.0, methods=("POST",)))
-    renamed = await adapter.update_user(f"a@{DOMAIN}", {"userName": f"z@{DOMAIN}"})
+    renamed = await adapter.update_user(await adapter.get_user(f"a@{DOMAIN}"), {"userName": f"z@{DOMAIN}"})
     assert renamed.key == f"z@{DOMAIN}"
     server.faults.configure(FaultConfig(error_rate=1.0, methods=("POST",)))
-    with pytest.raises(Transient) as lost:
-        await adapter.update_user(f"z@{DOMAIN}", {"userName": f"y@{DOMAIN}"})
-    assert lost.value.ambiguous
+    with pytest.raises(Unavailable) as lost:
+        await adapter.update_user(await adapter.get_user(f"z@{DOMAIN}"), {"userName": f"y@{DOMAIN}"})
+    assert lost.value.may_apply
 
 
 async def test_ambiguous_create_then_read_back(adapter_factory: AdapterFactory) -> None:
     adapter, server = await adapter_factory()
     server.faults.configure(FaultConfig(error_after_commit_rate=1.0, methods=("POST",)))
-    with pytest.raises(Transient) as caught:
+    with pytest.raises(Unavailable) as caught:
         await adapter.create_user(user("a"))
-    assert caught.value.ambiguous
+    assert caught.value.may_apply
     found = await adapter.find_users(eq("userName", f"A@{DOMAIN}"), 0, 2)
     assert [r.key for r in found.items] == [f"a@{DOMAIN}"]
     assert server.stats.calls["POST /api/v1/mailboxes"] == 1
 
 
-async def test_ambiguous_group_create_is_resolved_by_address(adapter_factory: AdapterFactory) -> None:
+async def test_ambiguous_group_create_is_reported_as_such(adapter_factory: AdapterFactory) -> None:
     adapter, server = await adapter_factory()
     server.faults.configure(FaultConfig(error_after_commit_rate=1.0, methods=("POST",)))
-    group = await adapter.create_group({"displayName": "Team"}, [])
-    assert group.key == f"team@{DOMAIN}" and group.attributes == {"displayName": "Team"}
+    with pytest.raises(Unavailable) as applied:
+        await adapter.create_group({"displayName": "Team"}, [])
+    assert applied.value.may_apply
+    found = await adapter.find_groups(eq("displayName", "team"), 0, 2)
+    assert [(g.key, g.attributes) for g in found.items] == [(f"team@{DOMAIN}", {"displayName": "Team"})]
     server.faults.configure(FaultConfig(error_rate=1.0, methods=("POST",)))
-    with pytest.raises(Transient) as lost:
+    with pytest.raises(Unavailable) as lost:
         await adapter.create_group({"displayName": "Other"}, [])
-    assert lost.value.ambiguous
+    assert lost.value.may_apply
     assert server.stats.calls["POST /api/v1/lists"] == 2
 
 
@@ -222,25 +227,25 @@ async def test_group_lifecycle(adapter_factory: AdapterFactory, quirks: MockQuir
     assert group.member_keys == [f"a@{DOMAIN}", f"b@{DOMAIN}"]
 
     for _ in range(2):
-        await adapter.add_members(group.key, [f"c@{DOMAIN}", f"a@{DOMAIN}"])
+        await adapter.add_members(group, [f"c@{DOMAIN}", f"a@{DOMAIN}"])
     assert (await adapter.get_group(group.key)).member_keys == [f"a@{DOMAIN}", f"b@{DOMAIN}", f"c@{DOMAIN}"]
     for _ in range(2):
-        await adapter.remove_members(group.key, [f"b@{DOMAIN}"])
+        await adapter.remove_members(group, [f"b@{DOMAIN}"])
     assert (await adapter.get_group(group.key)).member_keys == [f"a@{DOMAIN}", f"c@{DOMAIN}"]
 
-    renamed = await adapter.update_group(group.key, {"displayName": "Sales ZH"})
+    renamed = await adapter.update_group(await adapter.get_group(group.key), {"displayName": "Sales ZH"})
     assert renamed.key == group.key and renamed.attributes["displayName"] == "Sales ZH"
     assert renamed.member_keys == [f"a@{DOMAIN}", f"c@{DOMAIN}"]  # not cleared by the PUT
-    replaced = await adapter.update_group(group.key, {"members": [f"b@{DOMAIN}"]})
+    replaced = await adapter.update_group(renamed, {"members": [f"b@{DOMAIN}"]})
     assert replaced.member_keys == [f"b@{DOMAIN}"]
 
-    await adapter.delete_user(f"b@{DOMAIN}")
+    await adapter.delete_user(await adapter.get_user(f"b@{DOMAIN}"))
     assert (await adapter.get_group(group.key)).member_keys == []
-    await adapter.delete_group(group.key)
+    await adapter.delete_group(group)
     with pytest.raises(NotFound):
         await adapter.get_group(group.key)
     with pytest.raises(NotFound):
-        await adapter.add_members(group.key, [f"a@{DOMAIN}"])
+        await adapter.add_members(group, [f"a@{DOMAIN}"])
 
 
 async def test_group_conflicts_and_bad_members(adapter_factory: AdapterFactory) -> None:
@@ -249,17 +254,17 @@ async def test_group_conflicts_and_bad_members(adapter_factory: AdapterFactory) 
     with pytest.raises(AlreadyExists) as dup:
         await adapter.create_group({"displayName": "SALES"}, [])
     assert dup.value.existing_key == sales.key
-    await adapter.update_group(sales.key, {"displayName": "Marketing"})
+    await adapter.update_group(sales, {"displayName": "Marketing"})
     with pytest.raises(Rejected) as address_taken:
         await adapter.create_group({"displayName": "Sales"}, [])
     assert address_taken.value.scim_type == "uniqueness" and "Marketing" in address_taken.value.detail
     other = await adapter.create_group({"displayName": "Ops"}, [])
     with pytest.raises(AlreadyExists):
-        await adapter.update_group(other.key, {"displayName": "marketing"})
+        await adapter.update_group(other, {"displayName": "marketing"})
     with pytest.raises(Rejected) as ghost:
-        await adapter.add_members(other.key, [f"ghost@{DOMAIN}"])
+        await adapter.add_members(other, [f"ghost@{DOMAIN}"])
     assert f"ghost@{DOMAIN}" in ghost.value.detail
-    await adapter.remove_members(other.key, [f"ghost@{DOMAIN}"])
+    await adapter.remove_members(other, [f"ghost@{DOMAIN}"])
     with pytest.raises(Rejected):
         await adapter.create_group({"displayName": "  "}, [])
 
@@ -307,7 +312,7 @@ async def test_check_reports_a_wrong_key(adapter_factory: AdapterFactory) -> Non
     adapter, _ = await adapter_factory()
     wrong = CleanmailAdapter(str(adapter.client.base_url), "wrong-key", deadline=1)
     try:
-        with pytest.raises(Transient):
+        with pytest.raises(Unavailable):
             await wrong.check()
     finally:
         await wrong.close()
@@ -319,6 +324,6 @@ async def test_stats_count_calls_and_retries(adapter_factory: AdapterFactory) ->
     await adapter.create_user(user("a"))
     for _ in range(6):
         await adapter.get_user(f"a@{DOMAIN}")
-    stats = adapter.stats
+    stats = adapter.statistics()
     assert stats["calls"] == 7 and stats["retries"] == server.stats.faults["error"] > 0
     assert stats["attempts"] == stats["calls"] + stats["retries"]

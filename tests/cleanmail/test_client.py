@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from adapters.base import AlreadyExists, NotFound, Rejected, Transient
+from adapters.base import AlreadyExists, NotFound, RateLimited, Rejected, Unavailable
 from adapters.cleanmail.client import CleanmailClient, RetryPolicy, parse_retry_after
 from adapters.cleanmail.mock import MOCK_KEY, MockServer
 from adapters.cleanmail.mock_faults import FaultConfig
@@ -130,10 +130,10 @@ async def test_rate_limit_past_the_deadline_raises_at_once(scripted: Scripted) -
     client, script = scripted
     script.add(429, {}, headers={"Retry-After": "30"}, repeat=True)
     started = time.monotonic()
-    with pytest.raises(Transient) as caught:
+    with pytest.raises(Unavailable) as caught:
         await client.get("mailboxes")
     assert time.monotonic() - started < 0.5
-    assert caught.value.rate_limited and caught.value.retry_after == 30 and not caught.value.ambiguous
+    assert isinstance(caught.value, RateLimited) and caught.value.retry_after == 30 and not caught.value.may_apply
     assert client.stats.attempts == 1
 
 
@@ -160,10 +160,10 @@ async def test_503_is_retried_for_reads(real: ClientFactory) -> None:
 async def test_503_past_the_budget_is_transient(scripted: Scripted) -> None:
     client, script = scripted
     script.add(503, headers={"Retry-After": "0"}, repeat=True)
-    with pytest.raises(Transient) as caught:
+    with pytest.raises(Unavailable) as caught:
         await client.get("mailboxes")
     assert client.stats.attempts == FAST.max_attempts
-    assert not caught.value.rate_limited and not caught.value.ambiguous
+    assert not isinstance(caught.value, RateLimited) and not caught.value.may_apply
     assert caught.value.retry_after == 0
 
 
@@ -179,9 +179,9 @@ async def test_put_is_retried_like_a_read(scripted: Scripted) -> None:
 async def test_create_is_not_retried_blindly(real: ClientFactory, fault: str) -> None:
     client, server = await real()
     _configure(server, **{fault: 1.0})
-    with pytest.raises(Transient) as caught:
+    with pytest.raises(Unavailable) as caught:
         await client.request("POST", ("mailboxes",), body={"address": f"a@{DOMAIN}"})
-    assert caught.value.ambiguous
+    assert caught.value.may_apply
     assert server.stats.calls["POST /api/v1/mailboxes"] == 1
     assert client.stats.ambiguous == 1
     committed = [m.address for m in server.store.mailboxes.values()]
@@ -193,11 +193,11 @@ async def test_timeouts_retry_reads_within_the_deadline(real: ClientFactory) -> 
     client, server = await real(policy)
     _configure(server, timeout_rate=1.0, timeout_hang_s=30)
     started = time.monotonic()
-    with pytest.raises(Transient) as caught:
+    with pytest.raises(Unavailable) as caught:
         await client.get("mailboxes")
     elapsed = time.monotonic() - started
     assert 0.6 <= elapsed < 1.0
-    assert not caught.value.ambiguous
+    assert not caught.value.may_apply
     assert client.stats.timeouts >= 3
     server.release_hung()
 
@@ -206,10 +206,10 @@ async def test_timed_out_create_is_ambiguous(real: ClientFactory) -> None:
     client, server = await real(RetryPolicy(attempt_timeout=0.2, deadline=3))
     _configure(server, timeout_rate=1.0, timeout_hang_s=30)
     started = time.monotonic()
-    with pytest.raises(Transient) as caught:
+    with pytest.raises(Unavailable) as caught:
         await client.request("POST", ("mailboxes",), body={"address": f"a@{DOMAIN}"})
     assert time.monotonic() - started < 0.5
-    assert caught.value.ambiguous and client.stats.attempts == 1
+    assert caught.value.may_apply and client.stats.attempts == 1
     server.release_hung()
 
 
@@ -220,7 +220,7 @@ async def test_deadline_caps_many_retries(scripted: Scripted) -> None:
     client = CleanmailClient(str(fast.base_url), API_KEY, policy=policy)
     started = time.monotonic()
     try:
-        with pytest.raises(Transient):
+        with pytest.raises(Unavailable):
             await client.get("mailboxes")
     finally:
         await client.close()
@@ -234,11 +234,11 @@ async def test_connection_refused_is_retried_even_for_creates() -> None:
         port = probe.getsockname()[1]
     client = CleanmailClient(f"http://127.0.0.1:{port}", API_KEY, policy=FAST)
     try:
-        with pytest.raises(Transient) as caught:
+        with pytest.raises(Unavailable) as caught:
             await client.request("POST", ("mailboxes",), body={})
     finally:
         await client.close()
-    assert not caught.value.ambiguous
+    assert not caught.value.may_apply
     assert client.stats.attempts == FAST.max_attempts
 
 
@@ -288,7 +288,7 @@ async def test_empty_object_is_not_found_only_where_flagged(scripted: Scripted) 
 async def test_plain_404_means_a_wrong_base_url(scripted: Scripted) -> None:
     client, script = scripted
     script.add(404, text="404: Not Found", repeat=True)
-    with pytest.raises(Transient) as caught:
+    with pytest.raises(Unavailable) as caught:
         await client.get("mailboxes")
     assert "base URL" in caught.value.detail
 
@@ -296,7 +296,7 @@ async def test_plain_404_means_a_wrong_base_url(scripted: Scripted) -> None:
 async def test_bad_api_key_is_transient_and_not_retried(scripted: Scripted) -> None:
     client, script = scripted
     script.add(401, {"status": "error", "code": "unauthorized", "message": "no"}, repeat=True)
-    with pytest.raises(Transient) as caught:
+    with pytest.raises(Unavailable) as caught:
         await client.get("mailboxes")
     assert "API key" in caught.value.detail and client.stats.attempts == 1
 
@@ -322,16 +322,16 @@ async def test_retried_delete_that_finds_nothing_succeeded(scripted: Scripted) -
 async def test_connection_reset_on_create_is_ambiguous(scripted: Scripted) -> None:
     client, script = scripted
     script.add(201, {"address": f"a@{DOMAIN}"}, disconnect=True)
-    with pytest.raises(Transient) as caught:
+    with pytest.raises(Unavailable) as caught:
         await client.request("POST", ("mailboxes",), body={})
-    assert caught.value.ambiguous and client.stats.attempts == 1
+    assert caught.value.may_apply and client.stats.attempts == 1
 
 
 async def test_api_key_is_never_logged(real: ClientFactory, caplog: pytest.LogCaptureFixture) -> None:
     client, server = await real()
     _configure(server, error_rate=1.0)
     with caplog.at_level(logging.DEBUG):
-        with pytest.raises(Transient):
+        with pytest.raises(Unavailable):
             await client.get("mailboxes")
         await asyncio.sleep(0)
     assert "attempt 2" in caplog.text

@@ -77,7 +77,7 @@ async def test_update_that_reached_the_backend_is_finished(aiohttp_client: Clien
     client = await _gateway(aiohttp_client, db, adapter)
     user = await (await client.post(f"{BASE}/Users", json={"userName": "upd@x.example", "title": "Old"})).json()
     # The crash: the backend took the disable, the store never heard of the new version and title.
-    await adapter.update_user("upd@x.example", {"active": False})
+    await adapter.update_user(await adapter.get_user("upd@x.example"), {"active": False})
     store = SqliteStore(str(db))
     await store.open()
     current = await store.get("default", "User", user["id"])

@@ -117,7 +117,7 @@ def make_gateway(aiohttp_client: Callable[..., Awaitable[Client]]) -> GatewayFac
         adapter = fast_adapter(backend.url) if backend is not None else None
         if backend is not None:
             settings.setdefault("backend", "cleanmail")
-            settings.setdefault("cleanmail_url", backend.url)
+            settings.setdefault("backend_options", {}).setdefault("url", backend.url)
         app = create_app(make_settings(**settings), adapter=adapter)
         return await aiohttp_client(app, headers=AUTH)
 

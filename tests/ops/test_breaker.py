@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from adapters.base import Page, Transient, UserRecord
+from adapters.base import Page, Unavailable, UserRecord
 from adapters.memory import MemoryAdapter
 from gateway.http.app import create_app
+from gateway.http.errors import as_scim_error
 from gateway.provisioning.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from gateway.scim.errors import ScimError
+from gateway.provisioning.errors import CircuitOpen
 from gateway.scim.filter_ast import Filter
 from tests.conftest import AUTH, BASE, make_settings
 from tests.ops.conftest import Client
@@ -37,14 +38,14 @@ def test_opens_after_consecutive_failures_and_closes_after_a_good_trial() -> Non
         assert breaker.state == CLOSED
         breaker.settle("transient", breaker.admit())
     assert breaker.state == OPEN and breaker.opened_total == 1
-    with pytest.raises(ScimError) as refused:
+    with pytest.raises(CircuitOpen) as refused:
         breaker.admit()
-    assert refused.value.status == 503 and refused.value.retry_after == pytest.approx(10.0)
+    assert as_scim_error(refused.value).status == 503 and refused.value.retry_after == pytest.approx(10.0)
 
     clock.now += 10.0
     trial = breaker.admit()
     assert trial and breaker.state == HALF_OPEN
-    with pytest.raises(ScimError):
+    with pytest.raises(CircuitOpen):
         breaker.admit()  # one probe at a time
     breaker.settle("ok", trial)
     assert breaker.state == CLOSED and breaker.failures == 0
@@ -58,7 +59,7 @@ def test_a_failed_trial_reopens_for_a_full_period() -> None:
     breaker.settle("transient", breaker.admit())
     assert breaker.state == OPEN and breaker.opened_total == 2
     clock.now += 4.9
-    with pytest.raises(ScimError):
+    with pytest.raises(CircuitOpen):
         breaker.admit()
 
 
@@ -89,7 +90,7 @@ class FlakyAdapter(MemoryAdapter):
     async def find_users(self, filter: Filter | None, offset: int, limit: int) -> Page[UserRecord]:
         self.attempts += 1
         if self.down:
-            raise Transient("connection refused", 7)
+            raise Unavailable("connection refused", retry_after=7)
         return await super().find_users(filter, offset, limit)
 
 

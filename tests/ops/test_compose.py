@@ -15,6 +15,7 @@ import yaml
 from aiohttp import web
 
 from gateway import cli
+from gateway.backends import env_name, plugin
 from gateway.config import Settings
 from gateway.http.app import create_app
 from tests.conftest import make_settings
@@ -98,9 +99,11 @@ def test_commands_are_real_cli_invocations(name: str, monkeypatch: pytest.Monkey
 @pytest.mark.parametrize("name", GATEWAYS)
 def test_environment_names_are_settings(name: str) -> None:
     env = env_of(SERVICES[name])
+    backend = plugin(env["SCIM_GATEWAY_BACKEND"])
+    backend_vars = {env_name(backend.name, field) for field in backend.settings.model_fields}
     for key in env:
         assert key.startswith("SCIM_GATEWAY_"), key
-        assert key.removeprefix("SCIM_GATEWAY_").lower() in Settings.model_fields, key
+        assert key.removeprefix("SCIM_GATEWAY_").lower() in Settings.model_fields or key in backend_vars, key
     assert env["SCIM_GATEWAY_CLEANMAIL_URL"] == "http://mock:8081"
     state = env["SCIM_GATEWAY_STATE"]
     if name == "gateway":

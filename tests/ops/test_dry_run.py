@@ -9,7 +9,7 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
-from adapters.base import AlreadyExists, NotFound
+from adapters.base import AlreadyExists, NotFound, UserRecord
 from adapters.cleanmail.mock import MOCK_KEY, create_mock_app
 from adapters.dryrun import DryRunAdapter
 from adapters.memory import MemoryAdapter
@@ -43,8 +43,8 @@ async def test_entra_sequence_answers_normally_and_writes_nothing(
     mock = mock_server.app[MOCK_KEY]
     before = mock.store.snapshot()
     settings = make_settings(
-        backend="cleanmail", cleanmail_url=str(mock_server.make_url("/")), cleanmail_api_key=API_KEY,
-        cleanmail_domain=DOMAIN, dry_run=True,
+        backend="cleanmail", backend_options={"url": str(mock_server.make_url("/")), "api_key": API_KEY},
+        list_domain=DOMAIN, dry_run=True,
     )
     with structlog.testing.capture_logs() as logs:
         scim = await aiohttp_client(create_app(settings), headers=AUTH)
@@ -160,9 +160,9 @@ async def test_paging_stays_consistent_with_simulated_writes() -> None:
     await adapter.create_user({"userName": "y@x.ch"})
     for size in (1, 2, 3, 10):
         assert await _all_keys(adapter, size) == ["a@x.ch", "b@x.ch", "c@x.ch", "d@x.ch", "e@x.ch", "y@x.ch", "z@x.ch"]
-    await adapter.delete_user("b@x.ch")
-    await adapter.update_user("d@x.ch", {"displayName": "Dee"})
-    await adapter.update_user("a@x.ch", {"userName": "q@x.ch"})
+    await adapter.delete_user(UserRecord("b@x.ch", {}))
+    await adapter.update_user(UserRecord("d@x.ch", {}), {"displayName": "Dee"})
+    await adapter.update_user(UserRecord("a@x.ch", {}), {"userName": "q@x.ch"})
     for size in (1, 2, 4, 10):
         assert await _all_keys(adapter, size) == ["c@x.ch", "d@x.ch", "e@x.ch", "q@x.ch", "y@x.ch", "z@x.ch"]
     assert (await adapter.get_user("d@x.ch")).attributes["displayName"] == "Dee"
@@ -178,19 +178,19 @@ async def test_paging_stays_consistent_with_simulated_writes() -> None:
 async def test_real_lists_follow_simulated_renames_and_deletes() -> None:
     real = await _real_backend()
     adapter = DryRunAdapter(real)
-    await adapter.update_user("a@x.ch", {"userName": "q@x.ch"})
-    await adapter.delete_user("b@x.ch")
+    await adapter.update_user(UserRecord("a@x.ch", {}), {"userName": "q@x.ch"})
+    await adapter.delete_user(UserRecord("b@x.ch", {}))
     group = (await adapter.find_groups(_eq("displayName", "all"), 0, 10)).items[0]
     assert group.member_keys == ["q@x.ch", "c@x.ch"]
     # A new mailbox at a deleted address is another mailbox: it does not inherit memberships.
     await adapter.create_user({"userName": "b@x.ch"})
     assert (await adapter.get_group(group.key)).member_keys == ["q@x.ch", "c@x.ch"]
-    await adapter.add_members(group.key, ["b@x.ch"])
-    await adapter.update_user("q@x.ch", {"userName": "a2@x.ch"})
+    await adapter.add_members(group, ["b@x.ch"])
+    await adapter.update_user(UserRecord("q@x.ch", {}), {"userName": "a2@x.ch"})
     assert (await adapter.get_group(group.key)).member_keys == ["a2@x.ch", "c@x.ch", "b@x.ch"]
     with pytest.raises(AlreadyExists):
         await adapter.create_group({"displayName": "ALL"}, [])
-    await adapter.delete_group(group.key)
+    await adapter.delete_group(group)
     assert (await adapter.find_groups(None, 0, 10)).total == 0
     assert (await real.get_group(group.key)).member_keys == ["a@x.ch", "b@x.ch", "c@x.ch"]
 

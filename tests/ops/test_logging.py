@@ -101,9 +101,10 @@ async def test_overlong_request_id_is_not_echoed(make_gateway: GatewayFactory) -
 async def test_tokens_api_keys_and_passwords_never_reach_the_log(
     capture_logs: LogConfig, make_gateway: GatewayFactory, mock_backend: MockBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(token=TOKEN, backend="cleanmail", cleanmail_url=mock_backend.url, cleanmail_api_key=API_KEY)
+    options = {"url": mock_backend.url, "api_key": API_KEY}
+    settings = Settings(token=TOKEN, backend="cleanmail", backend_options=options)
     out = capture_logs(secret_values=secret_values(settings))
-    scim = await make_gateway(mock_backend, cleanmail_api_key=API_KEY)
+    scim = await make_gateway(mock_backend, backend_options=options)
     body = user("carol@example.ch", password=PASSWORD)
     assert (await scim.post(f"{BASE}/Users", json=body)).status == 201
     assert (await scim.post(f"{BASE}/Users", json=body)).status == 409

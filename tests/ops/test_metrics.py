@@ -11,13 +11,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.base import AlreadyExists, NotFound, Rejected, Transient
+from adapters.base import AlreadyExists, BackendError, NotFound, RateLimited, Rejected, Unavailable
 from adapters.cleanmail.mock_faults import FaultConfig
 from gateway.config import TenantSettings
 from gateway.http.app import create_app
 from gateway.metrics import Metrics
 from gateway.provisioning.guard import BackendGuard
-from gateway.scim.errors import ScimError
 from gateway.tenants import hash_token
 from tests.conftest import BASE, make_settings
 from tests.ops.conftest import GROUP_URN, PATCH_URN, Client, GatewayFactory, MockBackend, fast_adapter, user
@@ -87,11 +86,11 @@ async def test_backend_calls_by_operation_and_outcome() -> None:
             raise exc
         return update_user
 
-    await guard.call(get_user, "a")
-    for exc in (NotFound("x"), AlreadyExists("x"), Rejected("invalidValue", "no"), Transient("down"),
-                Transient("slow down", 2, rate_limited=True)):
-        with contextlib.suppress(NotFound, AlreadyExists, ScimError):
-            await guard.call(failing(exc))
+    await guard.call("get_user", get_user, "a")
+    for exc in (NotFound("x"), AlreadyExists("x"), Rejected("no"), Unavailable("down"),
+                RateLimited("slow down", retry_after=2)):
+        with contextlib.suppress(BackendError):
+            await guard.call("update_user", failing(exc))
     samples = parse(metrics.render().decode())
     outcomes = {lab["outcome"]: v for n, lab, v in samples if n == "scim_gateway_backend_calls_total"}
     assert outcomes == {"ok": 1, "not_found": 1, "conflict": 1, "rejected": 1, "transient": 1, "rate_limited": 1}

@@ -202,7 +202,8 @@ def test_refuses_what_it_cannot_reconcile(
     assert main(["reconcile", "--tenant", "acme", "--config", str(memory)]) == 2
     assert capsys.readouterr().err.startswith("SCIM_GATEWAY_STATE: 'memory'")
     in_process = write_config(tmp_path, live_mock.url)
-    in_process.write_text(in_process.read_text().replace('adapter = "cleanmail"', 'adapter = "memory"'))
+    text = in_process.read_text()
+    in_process.write_text(text[:text.index("[tenants.acme.backend]")] + '[tenants.acme.backend]\nadapter = "memory"\n')
     assert main(["reconcile", "--tenant", "acme", "--config", str(in_process)]) == 2
     assert capsys.readouterr().err.startswith("tenants.acme.backend.adapter: 'memory'")
 

@@ -9,6 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pydantic import ValidationError
 
+from adapters.cleanmail.adapter import CleanmailSettings
 from gateway.config import Settings, load_settings
 from gateway.http.app import create_app
 from gateway.tenants import hash_token
@@ -138,7 +139,7 @@ list_domain = "acme.example"
     assert settings.port == 9000
     tenant = settings.effective_tenants()["acme"]
     assert tenant.domains == ["acme.example"]
-    assert tenant.backend.resolve_api_key() == "secret-from-env"
+    assert CleanmailSettings.model_validate(tenant.backend.options).resolve_api_key() == "secret-from-env"
     # Environment variables win over the file.
     monkeypatch.setenv("SCIM_GATEWAY_PORT", "9100")
     assert load_settings(config).port == 9100
@@ -149,9 +150,14 @@ list_domain = "acme.example"
     [
         ({"x": {"token_hashes": ["abc"]}}, "64 hex digits"),
         ({"x": {"token_hashes": [hash_token("t")], "domains": ["not a domain"]}}, "not a mail domain"),
-        ({"x": {"token_hashes": [hash_token("t")], "backend": {"adapter": "cleanmail"}}}, "needs url"),
+        ({"x": {"token_hashes": [hash_token("t")], "backend": {"adapter": "cleanmail", "urll": "http://x"}}},
+         "urll: the cleanmail backend has no such setting"),
+        ({"x": {"token_hashes": [hash_token("t")], "backend": {"adapter": "cleanmail", "deadline": 0}}},
+         "deadline: Input should be greater than 0"),
+        ({"x": {"token_hashes": [hash_token("t")], "backend": {"adapter": "exchange"}}},
+         "no backend named 'exchange' is installed"),
         ({"x": {"token_hashes": [hash_token("t")]}, "y": {"token_hashes": [hash_token("t")]}}, "share a token"),
-        ({"x": {"token_hashes": [hash_token("t")], "backend": {"adapter": "memory", "api_key": "k",
+        ({"x": {"token_hashes": [hash_token("t")], "backend": {"adapter": "cleanmail", "api_key": "k",
                                                                "api_key_env": "K"}}}, "only one of"),
     ],
 )

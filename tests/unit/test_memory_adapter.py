@@ -36,12 +36,12 @@ async def test_errors() -> None:
     with pytest.raises(NotFound):
         await adapter.get_user("b@x.ch")
     with pytest.raises(NotFound):
-        await adapter.update_user("b@x.ch", {"active": False})
+        await adapter.update_user(UserRecord("b@x.ch", {}), {"active": False})
     with pytest.raises(NotFound):
-        await adapter.delete_user("b@x.ch")
+        await adapter.delete_user(UserRecord("b@x.ch", {}))
     await adapter.create_user(_attrs("b@x.ch"))
     with pytest.raises(AlreadyExists):
-        await adapter.update_user("b@x.ch", {"userName": "A@x.ch"})
+        await adapter.update_user(UserRecord("b@x.ch", {}), {"userName": "A@x.ch"})
     with pytest.raises(Rejected):
         await adapter.create_group({"displayName": "Sales"}, ["nobody@x.ch"])
 
@@ -57,7 +57,7 @@ async def test_listing_order_filters_and_paging() -> None:
     anns = await adapter.find_users(parse_filter('name.givenName eq "ann"'), 0, 10)
     assert [u.key for u in anns.items] == ["a@x.ch", "b@x.ch"] and anns.total == 2
     # A rename moves the mailbox to the end, as a delete + create would.
-    await adapter.update_user("c@x.ch", {"userName": "D@x.ch"})
+    await adapter.update_user(UserRecord("c@x.ch", {}), {"userName": "D@x.ch"})
     assert [u.key for u in (await adapter.find_users(None, 0, 10)).items] == ["a@x.ch", "b@x.ch", "d@x.ch"]
     assert (await adapter.find_users(parse_filter('userName eq "a@x.ch"'), 1, 10)).items == []
 
@@ -66,15 +66,15 @@ async def test_update_changes_clears_and_renames_members() -> None:
     adapter = MemoryAdapter()
     await adapter.create_user(_attrs("a@x.ch"))
     group = await adapter.create_group({"displayName": "Sales"}, ["a@x.ch"])
-    updated = await adapter.update_user("a@x.ch", {"userName": "B@x.ch", "name.givenName": "Bo", "displayName": None,
-                                                   "active": False})
+    changes = {"userName": "B@x.ch", "name.givenName": "Bo", "displayName": None, "active": False}
+    updated = await adapter.update_user(UserRecord("a@x.ch", {}), changes)
     assert updated == UserRecord("b@x.ch", {"userName": "B@x.ch", "name": {"givenName": "Bo", "familyName": "Lee"},
                                             "active": False})
     assert await adapter.get_user("b@x.ch") == updated
     with pytest.raises(NotFound):
         await adapter.get_user("a@x.ch")
     assert (await adapter.get_group(group.key)).member_keys == ["b@x.ch"]
-    await adapter.delete_user("b@x.ch")
+    await adapter.delete_user(UserRecord("b@x.ch", {}))
     assert (await adapter.get_group(group.key)).member_keys == []
 
 
@@ -83,7 +83,7 @@ async def test_a_value_orjson_refuses_leaves_the_mailbox_as_it_was() -> None:
     await adapter.create_user(_attrs("a@x.ch"))
     group = await adapter.create_group({"displayName": "Sales"}, ["a@x.ch"])
     with pytest.raises(TypeError):
-        await adapter.update_user("a@x.ch", {"userName": "b@x.ch", "displayName": object()})
+        await adapter.update_user(UserRecord("a@x.ch", {}), {"userName": "b@x.ch", "displayName": object()})
     with pytest.raises(TypeError):
         await adapter.create_user({"userName": "c@x.ch", "displayName": object()})
     assert (await adapter.get_user("a@x.ch")).attributes == {**_attrs("a@x.ch"), "active": True}
@@ -97,7 +97,7 @@ async def test_no_mutation_by_a_caller_reaches_the_backend() -> None:
     await adapter.create_user(sent)
     sent["name"]["givenName"] = "changed after create"  # type: ignore[index]
     changes: dict[str, object] = {"name.familyName": "Lo", "emails": [{"value": "a@x.ch"}]}
-    await adapter.update_user("a@x.ch", changes)
+    await adapter.update_user(UserRecord("a@x.ch", {}), changes)
     changes["emails"][0]["value"] = "changed after update"  # type: ignore[index]
     expected = {"userName": "a@x.ch", "name": {"givenName": "Ann", "familyName": "Lo"}, "displayName": "Ann Lee",
                 "active": True, "emails": [{"value": "a@x.ch"}]}
@@ -118,7 +118,7 @@ async def test_no_mutation_by_a_caller_reaches_the_backend() -> None:
         for user in reads:
             assert user.attributes == expected
             spoil(user)
-    spoil(await adapter.update_user("a@x.ch", {}))
+    spoil(await adapter.update_user(UserRecord("a@x.ch", {}), {}))
     assert (await adapter.get_user("a@x.ch")).attributes == expected
 
     group_attrs: dict[str, object] = {"displayName": "Sales", "tags": ["x"]}
@@ -135,7 +135,7 @@ async def test_no_mutation_by_a_caller_reaches_the_backend() -> None:
     spoil_group(await adapter.get_group(group.key))
     spoil_group((await adapter.find_groups(parse_filter('displayName eq "sales"'), 0, 1)).items[0])
     spoil_group((await adapter.find_groups(None, 0, 10)).items[0])
-    spoil_group(await adapter.update_group(group.key, {"description": "d"}))
+    spoil_group(await adapter.update_group(group, {"description": "d"}))
     assert await adapter.get_group(group.key) == GroupRecord(
         group.key, {"displayName": "Sales", "tags": ["x"], "description": "d"}, ["a@x.ch"])
 
