@@ -1,4 +1,4 @@
-"""The ``scim-gateway`` command: serve, mock-cleanmail, token, check, reconcile."""
+"""The ``scim-gateway`` command: serve, mock-cleanmail, token, check, reconcile, postfixadmin-schema."""
 
 from __future__ import annotations
 
@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     reconcile.add_argument("--fix", action="store_true",
                            help="adopt unknown mailboxes and lists, drop dead mappings (attributes are not changed)")
     reconcile.set_defaults(run=_reconcile)
+
+    from adapters.postfixadmin.command import add_parser as add_postfixadmin_schema
+
+    add_postfixadmin_schema(sub)
 
     args = parser.parse_args(argv)
     result: int = args.run(args)
