@@ -125,7 +125,7 @@ class PostfixAdminAdapter:
             rows = await session.fetch(page_sql, *args, limit, offset)
             if rows:
                 return Page([user_record(r) for r in rows], int(rows[0]["total"]))
-            if offset == 0:
+            if offset == 0 and limit > 0:
                 return Page([], 0)
             counted = await session.fetch(f"SELECT count(*) AS total FROM mailbox WHERE {where}", *args)
             return Page([], int(counted[0]["total"]))
@@ -309,8 +309,10 @@ class PostfixAdminAdapter:
             rows = await session.fetch(sql.PAGE_LISTS, self.lists.list_domain, pattern, limit, offset)
             if rows:
                 return Page(await self._groups(session, rows), int(rows[0]["total"]))
-            counted = await session.fetch(sql.COUNT_LISTS, self.lists.list_domain, pattern) if offset else []
-            return Page([], int(counted[0]["total"]) if counted else 0)
+            if offset == 0 and limit > 0:
+                return Page([], 0)
+            counted = await session.fetch(sql.COUNT_LISTS, self.lists.list_domain, pattern)
+            return Page([], int(counted[0]["total"]))
 
         return await self.db.read(page)
 
