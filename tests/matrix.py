@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from adapters.memory import MemoryAdapter
 LIST_DOMAIN = "lists.example.org"
 MOCK_KEY = "matrix-api-key"
 
-ENTRA_BACKENDS = ["memory", "cleanmail", "dryrun"]
+ENTRA_BACKENDS = ["memory", "cleanmail", "dryrun", "jsonfile"]
 """Every backend in the Entra suite's matrix (real servers add themselves below their fixtures)."""
 
 
@@ -57,3 +58,12 @@ async def matrix_cleanmail(aiohttp_server: ServerFactory) -> AsyncIterator[Backe
     mock: TestServer = await aiohttp_server(create_mock_app(MOCK_KEY, None, False, quirks, domains=[LIST_DOMAIN]))
     adapter = CleanmailAdapter(str(mock.make_url("/")), MOCK_KEY, default_domain=LIST_DOMAIN)
     yield BackendUnderTest("cleanmail", adapter, addresses_only=True)
+
+
+@pytest.fixture
+async def matrix_jsonfile(tmp_path: Path) -> BackendUnderTest:
+    from scim_jsonfile import JsonFileAdapter  # the example plugin (examples/backend-plugin), installed by make
+
+    adapter = JsonFileAdapter(tmp_path / "mail.json", "{slug}@{domain}", LIST_DOMAIN)
+    await adapter.start()
+    return BackendUnderTest("jsonfile", adapter, addresses_only=True)

@@ -124,7 +124,7 @@ def test_environment_variable_is_named(monkeypatch: pytest.MonkeyPatch, capsys: 
 
     err = capsys.readouterr().err
     assert err.startswith("SCIM_GATEWAY_BACKEND: ")
-    assert "no backend named 'exchange' is installed (installed: cleanmail, dryrun, memory" in err and " — " in err
+    assert "no backend named 'exchange' is installed (installed: cleanmail, dryrun, " in err and " — " in err
 
 
 def test_backend_secret_missing_is_a_configuration_error(
