@@ -99,7 +99,8 @@ class PostfixAdminAdapter:
     def statistics(self) -> dict[str, int]:
         s = self.db.stats
         return {"calls": s.calls, "round_trips": s.round_trips, "retries": s.retries, "timeouts": s.timeouts,
-                "ambiguous": s.ambiguous, "failures": s.failures, "connections_opened": s.connections_opened}
+                "ambiguous": s.ambiguous, "failures": s.failures, "connections_opened": s.connections_opened,
+                "database_us": s.database_us}
 
     async def _ensure_schema(self) -> None:
         if not self._schema_checked:

@@ -81,6 +81,12 @@ class Stats:
     ambiguous: int = 0
     failures: int = 0
     connections_opened: int = 0
+    database_us: int = 0
+    """Time spent waiting for the database's answers (round trips), in microseconds."""
+
+    def waited(self, started: float) -> None:
+        self.round_trips += 1
+        self.database_us += int((time.perf_counter() - started) * 1e6)
 
 
 class _Transient(Exception):
@@ -162,12 +168,19 @@ class _PgSession:
         self.stats = stats
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        self.stats.round_trips += 1
-        return [dict(r) for r in await self.conn.fetch(_pg_sql(sql), *args)]
+        started = time.perf_counter()
+        try:
+            rows = await self.conn.fetch(_pg_sql(sql), *args)
+        finally:
+            self.stats.waited(started)
+        return [dict(r) for r in rows]
 
     async def execute(self, sql: str, *args: Any) -> int:
-        self.stats.round_trips += 1
-        status = await self.conn.execute(_pg_sql(sql), *args)
+        started = time.perf_counter()
+        try:
+            status = await self.conn.execute(_pg_sql(sql), *args)
+        finally:
+            self.stats.waited(started)
         tail = str(status).rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
@@ -179,30 +192,39 @@ class _MySession:
         self.stats = stats
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        self.stats.round_trips += 1
-        async with self.conn.cursor(DictCursor) as cursor:
-            await cursor.execute(sql, args or None)
-            return list(await cursor.fetchall() or [])
+        started = time.perf_counter()
+        try:
+            async with self.conn.cursor(DictCursor) as cursor:
+                await cursor.execute(sql, args or None)
+                return list(await cursor.fetchall() or [])
+        finally:
+            self.stats.waited(started)
 
     async def execute(self, sql: str, *args: Any) -> int:
-        self.stats.round_trips += 1
-        async with self.conn.cursor() as cursor:
-            await cursor.execute(sql, args or None)
-            return int(cursor.rowcount or 0)
+        started = time.perf_counter()
+        try:
+            async with self.conn.cursor() as cursor:
+                await cursor.execute(sql, args or None)
+                return int(cursor.rowcount or 0)
+        finally:
+            self.stats.waited(started)
 
     async def script(self, statements: Sequence[Statement]) -> list[list[Row]]:
         """The statements in one transaction, sent as one multi-statement query."""
         sql = ";\n".join(["START TRANSACTION", *(s for s, _ in statements), "COMMIT"])
         args = [a for _, stmt_args in statements for a in stmt_args]
         results: list[list[Row]] = []
-        self.stats.round_trips += 1
-        async with self.conn.cursor(DictCursor) as cursor:
-            self.attempt.sent = True
-            await cursor.execute(sql, args or None)
-            while True:
-                results.append(list(await cursor.fetchall() or []))
-                if not await cursor.nextset():
-                    break
+        started = time.perf_counter()
+        try:
+            async with self.conn.cursor(DictCursor) as cursor:
+                self.attempt.sent = True
+                await cursor.execute(sql, args or None)
+                while True:
+                    results.append(list(await cursor.fetchall() or []))
+                    if not await cursor.nextset():
+                        break
+        finally:
+            self.stats.waited(started)
         return results[1:-1]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -45,6 +46,18 @@ def database(settings: PostfixAdminSettings) -> Database:
     return Database(Target.from_dsn(settings.dsn.get_secret_value()), pool_size=settings.pool_size, policy=policy)
 
 
+def _endpoint(settings: PostfixAdminSettings) -> tuple[str, int]:
+    target = Target.from_dsn(settings.dsn.get_secret_value())
+    return target.host, target.port
+
+
+def _relocate(settings: PostfixAdminSettings, host: str, port: int) -> PostfixAdminSettings:
+    parts = urlsplit(settings.dsn.get_secret_value())
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    return settings.model_copy(update={"dsn": SecretStr(urlunsplit(parts._replace(netloc=netloc)))})
+
+
 def _create(settings: PostfixAdminSettings, context: BackendContext) -> PostfixAdminAdapter:
     return PostfixAdminAdapter(
         database(settings), lists=ListAddresses(context.list_address_template, context.list_domain),
@@ -57,5 +70,5 @@ PLUGIN = BackendPlugin(
     name="postfixadmin",
     summary="A PostfixAdmin database (PostgreSQL or MariaDB/MySQL), as Postfix and Dovecot read it.",
     settings=PostfixAdminSettings, create=_create,
-    location=lambda s: Target.from_dsn(s.dsn.get_secret_value()).location,
+    location=lambda s: Target.from_dsn(s.dsn.get_secret_value()).location, endpoint=_endpoint, relocate=_relocate,
 )
