@@ -366,8 +366,7 @@ class Database:
                 self.stats.timeouts += 1
                 raise _Transient(f"no answer within {budget:.1f}s", after_send=attempt.sent) from None
             except Exception as exc:
-                answered = isinstance(exc, UniqueViolation | BackendError) or _server_answered(exc)
-                healthy = answered and not _is_closed(conn, self.dialect)
+                healthy = _answered(exc) and not _is_closed(conn, self.dialect)
                 raise self._classify(exc, attempt) from exc
             finally:
                 if healthy:
@@ -381,17 +380,17 @@ class Database:
         if not transaction:
             try:
                 return await work(session)
-            except BaseException:
-                if self.dialect == "mysql" and attempt.sent:
+            except Exception as exc:
+                if self.dialect == "mysql" and attempt.sent and _answered(exc):
                     # A failed statement of a multi-statement write leaves its transaction open.
-                    with contextlib.suppress(Exception):
-                        await session.execute("ROLLBACK")
+                    await session.execute("ROLLBACK")
                 raise
         await session.execute("BEGIN" if self.dialect == "postgresql" else "START TRANSACTION")
         try:
             result = await work(session)
-        except BaseException:
-            with contextlib.suppress(Exception):
+        except Exception as exc:
+            # Only a connection that answered can roll back; any other is closed, which rolls back too.
+            if _answered(exc):
                 await session.execute("ROLLBACK")
             raise
         attempt.sent = True
@@ -413,8 +412,12 @@ def _is_closed(conn: Any, dialect: Dialect) -> bool:
     return not conn.connected
 
 
+def _answered(exc: BaseException) -> bool:
+    """Whether ``exc`` came with the connection in order: the server's answer, or the adapter's own verdict."""
+    return isinstance(exc, UniqueViolation | BackendError) or _server_answered(exc)
+
+
 def _server_answered(exc: BaseException) -> bool:
-    """Whether ``exc`` is the server's answer (the connection is still in order)."""
     if isinstance(exc, asyncpg.PostgresError):
         return not isinstance(exc, asyncpg.exceptions.PostgresConnectionError | asyncpg.exceptions.AdminShutdownError)
     if isinstance(exc, asyncmy.errors.Error) and exc.args and isinstance(exc.args[0], int):

@@ -197,7 +197,7 @@ async def test_a_password_is_never_kept_logged_or_returned(
     stored = postfixadmin_db.fetch("SELECT password FROM mailbox WHERE username = %s", address)[0]["password"]
     assert stored.startswith("{BLF-CRYPT}$2b$")
     await scim.close()
-    kept = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    kept = await asyncio.to_thread(lambda: b"".join(p.read_bytes() for p in tmp_path.iterdir()))
     logged = capsys.readouterr()
     for secret in (first, second):
         assert secret.encode() not in kept
@@ -290,7 +290,8 @@ def test_postfixadmin_schema_builds_a_new_database_and_refuses_an_existing_one(f
 
 def test_verify_backend_passes_against_a_postfixadmin_database(postfixadmin_db: PostfixAdminDatabase) -> None:
     env = {"SCIM_GATEWAY_TOKEN": "t" * 32, "SCIM_GATEWAY_BACKEND": "postfixadmin", "SCIM_GATEWAY_STATE": "memory",
-           "SCIM_GATEWAY_POSTFIXADMIN_DSN": postfixadmin_db.dsn(), "SCIM_GATEWAY_LIST_DOMAIN": postfixadmin_db.domains[1],
+           "SCIM_GATEWAY_POSTFIXADMIN_DSN": postfixadmin_db.dsn(),
+           "SCIM_GATEWAY_LIST_DOMAIN": postfixadmin_db.domains[1],
            "SCIM_GATEWAY_POSTFIXADMIN_ATTEMPT_TIMEOUT": "1", "SCIM_GATEWAY_POSTFIXADMIN_DEADLINE": "3"}
     result = cli("verify-backend", "--domain", postfixadmin_db.domains[0], "--i-accept-side-effects", env=env)
     lines = result.stdout.strip().splitlines()
