@@ -13,8 +13,17 @@ from aiohttp.typedefs import Middleware
 
 from adapters.base import Adapter, HealthCheck
 from gateway.config import DEFAULT_TENANT, Settings
+from gateway.http.edge import EdgeGuard
 from gateway.http.handlers import ScimHandlers
-from gateway.http.middleware import IDEMPOTENCY_KEY, REGISTRY_KEY, bearer_auth, idempotency, request_context
+from gateway.http.middleware import (
+    EDGE_KEY,
+    IDEMPOTENCY_KEY,
+    REGISTRY_KEY,
+    REQUEST_TIMEOUT_KEY,
+    bearer_auth,
+    idempotency,
+    request_context,
+)
 from gateway.http.observe import METRICS_KEY, metrics_endpoint
 from gateway.http.proxy import TrustedProxies, forwarded
 from gateway.metrics import Metrics
@@ -124,7 +133,11 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
     middlewares: list[Middleware] = [request_context, bearer_auth, idempotency]
     # Outermost, so the log line, auth and handlers all see the client's address, scheme and host.
     middlewares.insert(0, forwarded(TrustedProxies(settings.trusted_proxies)))
-    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
+    # lingering_time 0: a body we answered without reading (401, 413, 415) is not drained for seconds.
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes,
+                          handler_args={"lingering_time": 0})
+    app[REQUEST_TIMEOUT_KEY] = settings.request_timeout
+    app[EDGE_KEY] = EdgeGuard((t.allowed_networks for t in tenants.values()), settings.auth_failures_per_minute)
     metrics = Metrics()
     store = metrics.timed_store(store or make_store(settings.state))
     registry = TenantRegistry()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -10,12 +11,16 @@ from aiohttp import web
 
 from adapters import telemetry
 from adapters.base import BackendError
+from gateway.http.body import ClientGone, read_body
+from gateway.http.edge import EdgeGuard, allows
 from gateway.http.errors import as_scim_error
 from gateway.http.observe import METRICS_KEY, describe, safe_request_id
+from gateway.http.proxy import CLIENT_IP_KEY
 from gateway.http.render import error_response
 from gateway.metrics import NO_TENANT
 from gateway.provisioning.idempotency import IdempotencyKeys, StoredReply, fingerprint
 from gateway.scim.errors import ScimError
+from gateway.scim.limits import check_unicode
 from gateway.store.base import StoreBusy
 from gateway.tenants import Tenant, TenantRegistry
 
@@ -27,6 +32,8 @@ REGISTRY_KEY: web.AppKey[TenantRegistry] = web.AppKey("registry", TenantRegistry
 IDEMPOTENCY_KEY: web.AppKey[IdempotencyKeys] = web.AppKey("idempotency", IdempotencyKeys)
 _REPLAYED_HEADERS = ("Content-Type", "Location", "ETag")
 TENANT_KEY: web.RequestKey[Tenant] = web.RequestKey("tenant", Tenant)
+REQUEST_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("request_timeout", float)
+EDGE_KEY: web.AppKey[EdgeGuard] = web.AppKey("edge", EdgeGuard)
 
 
 def _http_error(exc: web.HTTPException) -> ScimError:
@@ -53,11 +60,30 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     if metrics is not None:
         metrics.in_flight.inc()
     status = 500
+    deadline = request.app.get(REQUEST_TIMEOUT_KEY)
     try:
         try:
-            response = await handler(request)
+            async with asyncio.timeout(deadline) as budget:
+                response = await handler(request)
         except (ScimError, BackendError) as exc:
             response = error_response(as_scim_error(exc))
+        except TimeoutError:
+            if not budget.expired():
+                raise
+            log.warning("request took too long", limit_s=deadline, method=request.method, path=request.path)
+            telemetry.note_throttle("request_timeout")
+            response = error_response(ScimError(
+                503, f"The request did not finish within {deadline:g}s; retry later.", retry_after=5))
+        except ClientGone as exc:
+            status = 499  # nobody to answer: the access log and metrics show the client left
+            log.info("client went away before its request was read", detail=str(exc))
+            response = web.Response(status=499)
+        except asyncio.CancelledError:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                status = 499
+                log.info("client went away; its request was cancelled")
+            raise
         except web.HTTPException as exc:
             if exc.status < 400:
                 status = exc.status
@@ -105,14 +131,34 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith(SCIM_PREFIX):
         return await handler(request)
+    edge = request.app[EDGE_KEY]
+    client = request.get(CLIENT_IP_KEY, "unknown")
+    if not edge.admits(client):
+        raise ScimError(403, f"Requests from {client} are not accepted by this gateway.")
+    wait = edge.lockout(client)
+    if wait is not None:
+        telemetry.note_throttle("auth_failures")
+        raise ScimError(429, "Too many failed authentications from this address; retry later.", retry_after=wait)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ScimError(401, "Missing bearer token: send 'Authorization: Bearer <Secret Token>'.")
-    tenant = request.app[REGISTRY_KEY].authenticate(token.strip())
+    tenant = request.app[REGISTRY_KEY].authenticate(token.strip()) if scheme.lower() == "bearer" else None
     if tenant is None:
+        edge.failed(client)
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ScimError(401, "Missing bearer token: send 'Authorization: Bearer <Secret Token>'.")
         raise ScimError(401, "The bearer token is not valid for this gateway.")
+    if tenant.settings.allowed_networks and not allows(tenant.settings.allowed_networks, client):
+        raise ScimError(403, f"Requests from {client} are not accepted for this tenant.")
     request[TENANT_KEY] = tenant
+    stats = telemetry.current()
+    if stats is not None:
+        stats.budget = tenant.settings.backend_call_budget
+    # Text that may not reach the store, the backend or the logs: checked once, for every parameter.
+    for key, value in request.query.items():
+        check_unicode(key, "a query parameter name")
+        check_unicode(value, f"the query parameter {key}")
+    for key, value in request.match_info.items():
+        check_unicode(value, f"the {key} in the path")
     if tenant.rate_limiter is not None:
         wait = tenant.rate_limiter.take()
         if wait is not None:
@@ -128,7 +174,7 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
     key = request.headers.get("Idempotency-Key")
     if key is None or request.method not in ("POST", "PATCH") or TENANT_KEY not in request:
         return await handler(request)
-    body = await request.read()
+    body = await read_body(request)
 
     async def execute() -> StoredReply:
         try:

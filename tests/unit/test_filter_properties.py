@@ -35,7 +35,8 @@ literals = (
     | st.booleans()
     | st.integers(min_value=-(10**15), max_value=10**15)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
+    # NUL and lone surrogates are refused in any filter (gateway.scim.limits), so they cannot round-trip.
+    | st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=20)
 )
 
 
