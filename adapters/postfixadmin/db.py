@@ -39,7 +39,7 @@ from asyncmy.cursors import DictCursor
 
 from adapters.base import BackendError, Rejected, Unavailable
 from adapters.postfixadmin.schema import Dialect
-from adapters.telemetry import note_retry
+from adapters.telemetry import note_retry, spend
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,8 @@ class Session(Protocol):
 
     attempt: Attempt
 
+    async def control(self, sql: str) -> None: ...
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
 
     async def execute(self, sql: str, *args: Any) -> int:
@@ -167,7 +169,16 @@ class _PgSession:
         self.attempt = attempt
         self.stats = stats
 
+    async def control(self, sql: str) -> None:
+        """BEGIN, COMMIT, ROLLBACK: part of the work's statements, not counted against a request's budget."""
+        started = time.perf_counter()
+        try:
+            await self.conn.execute(sql)
+        finally:
+            self.stats.waited(started)
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        spend()
         started = time.perf_counter()
         try:
             rows = await self.conn.fetch(_pg_sql(sql), *args)
@@ -176,6 +187,7 @@ class _PgSession:
         return [dict(r) for r in rows]
 
     async def execute(self, sql: str, *args: Any) -> int:
+        spend()
         started = time.perf_counter()
         try:
             status = await self.conn.execute(_pg_sql(sql), *args)
@@ -191,7 +203,16 @@ class _MySession:
         self.attempt = attempt
         self.stats = stats
 
+    async def control(self, sql: str) -> None:
+        started = time.perf_counter()
+        try:
+            async with self.conn.cursor() as cursor:
+                await cursor.execute(sql)
+        finally:
+            self.stats.waited(started)
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        spend()
         started = time.perf_counter()
         try:
             async with self.conn.cursor(DictCursor) as cursor:
@@ -201,6 +222,7 @@ class _MySession:
             self.stats.waited(started)
 
     async def execute(self, sql: str, *args: Any) -> int:
+        spend()
         started = time.perf_counter()
         try:
             async with self.conn.cursor() as cursor:
@@ -214,6 +236,7 @@ class _MySession:
         sql = ";\n".join(["START TRANSACTION", *(s for s, _ in statements), "COMMIT"])
         args = [a for _, stmt_args in statements for a in stmt_args]
         results: list[list[Row]] = []
+        spend()
         started = time.perf_counter()
         try:
             async with self.conn.cursor(DictCursor) as cursor:
@@ -383,18 +406,18 @@ class Database:
             except Exception as exc:
                 if self.dialect == "mysql" and attempt.sent and _answered(exc):
                     # A failed statement of a multi-statement write leaves its transaction open.
-                    await session.execute("ROLLBACK")
+                    await session.control("ROLLBACK")
                 raise
-        await session.execute("BEGIN" if self.dialect == "postgresql" else "START TRANSACTION")
+        await session.control("BEGIN" if self.dialect == "postgresql" else "START TRANSACTION")
         try:
             result = await work(session)
         except Exception as exc:
             # Only a connection that answered can roll back; any other is closed, which rolls back too.
             if _answered(exc):
-                await session.execute("ROLLBACK")
+                await session.control("ROLLBACK")
             raise
         attempt.sent = True
-        await session.execute("COMMIT")
+        await session.control("COMMIT")
         return result
 
     def _classify(self, exc: BaseException, attempt: Attempt) -> Exception:
