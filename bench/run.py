@@ -26,6 +26,7 @@ from typing import Any
 
 from bench import procs
 from bench.load import wrk_path
+from bench.postfixadmin_backend import section as postfixadmin_section
 from bench.report import console_table, evaluate_targets, write_results
 from bench.sections import (
     Context,
@@ -56,7 +57,7 @@ FULL = Profile(
     profile_backend_scenarios=("filter_hit", "patch_replace"),
     budget_s=1800,
 )
-SECTIONS = ("hot", "backend", "cycle", "scale", "groups", "profile")
+SECTIONS = ("hot", "backend", "cycle", "scale", "groups", "profile", "postfixadmin")
 
 
 def _version(name: str) -> str:
@@ -215,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         with procs.Watchdog(profile.budget_s):
             for key, name, section in (("hot", "hot_paths", hot_paths), ("backend", "backend", backend),
                                        ("cycle", "initial_cycle", initial_cycle), ("scale", "scale", scale),
-                                       ("groups", "group_sizes", group_sizes), ("profile", "profiles", profiles)):
+                                       ("groups", "group_sizes", group_sizes), ("profile", "profiles", profiles),
+                                       ("postfixadmin", "postfixadmin", postfixadmin_section)):
                 if key not in ctx.sections:
                     continue
                 try:

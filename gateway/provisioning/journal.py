@@ -20,6 +20,7 @@ from adapters.base import may_have_been_applied
 from gateway.clock import now_iso
 from gateway.ids import new_hex_id
 from gateway.provisioning.errors import Backpressure
+from gateway.provisioning.mappings import WRITE_ONLY
 from gateway.provisioning.ownership import get_dotted
 from gateway.store.base import DuplicateKey, JournalEntry, StateStore, StoredResource
 
@@ -55,7 +56,8 @@ class Journal:
         """
         entry = JournalEntry(
             id=new_hex_id(), resource_type=self.resource_type, op=op, natural_key=natural_key.lower(),
-            resource=resource, changes=dict(changes or {}), created=now_iso(),
+            resource=resource, changes={k: v for k, v in (changes or {}).items() if k not in WRITE_ONLY},
+            created=now_iso(),
         )
         return _JournalledWrite(self, entry)
 
