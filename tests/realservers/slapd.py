@@ -7,6 +7,9 @@ refint overlays (group memberships kept consistent by the server) and TLS (Start
 with a throwaway CA). Every variant also answers below ``ou=faults`` with canned failures (the
 retcode overlay), so clients can meet busy/unavailable/slow answers from a real server.
 
+The default policy locks an account for 15 minutes after 5 failed binds: a test that binds with
+wrong passwords more often than that needs its own user.
+
 Checks go through ``ldapsearch``/``ldapmodify``/``ldapwhoami``/``ldappasswd`` rather than a
 Python LDAP library, so code under test is never verified by the library it is built on. Every
 tool's exit status is the LDAP result code, which ``LdapToolError.result_code`` carries.
@@ -36,7 +39,8 @@ MODULE_PATH = "/usr/lib/ldap"
 SCHEMA_DIR = Path("/etc/ldap/schema")
 # nis brings posixAccount/posixGroup and misc the mail routing attributes many mail platforms use.
 SCHEMAS = ("core", "cosine", "inetorgperson", "nis", "misc")
-# SCIM active=false is stored as this value: ppolicy treats it as "locked until an administrator unlocks".
+# SCIM active=false is stored as this value: ppolicy treats it as "locked until an administrator unlocks"
+# (only with pwdLockout TRUE in the policy). Any password change removes it again, even in the same request.
 PERMANENTLY_LOCKED = "000001010000Z"
 # What the refint variant writes into a groupOfNames whose last member was deleted (member is MUST).
 REFINT_PLACEHOLDER = f"cn=placeholder,{SUFFIX}"
@@ -56,6 +60,8 @@ SUCCESS = 0
 PROTOCOL_ERROR = 2
 NO_SUCH_ATTRIBUTE = 16
 CONSTRAINT_VIOLATION = 19
+ATTRIBUTE_OR_VALUE_EXISTS = 20
+INVALID_ATTRIBUTE_SYNTAX = 21
 NO_SUCH_OBJECT = 32
 INVALID_CREDENTIALS = 49
 INSUFFICIENT_ACCESS = 50
