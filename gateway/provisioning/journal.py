@@ -20,6 +20,7 @@ from adapters.base import may_have_been_applied
 from gateway.clock import now_iso
 from gateway.ids import new_hex_id
 from gateway.provisioning.errors import Backpressure
+from gateway.provisioning.mappings import WRITE_ONLY
 from gateway.provisioning.ownership import get_dotted
 from gateway.store.base import DuplicateKey, JournalEntry, StateStore, StoredResource
 
@@ -53,9 +54,11 @@ class Journal:
         The store keeps its own copy of the entry (the store contract), so ``resource`` may be
         changed inside the block, as creates do once the backend key is known.
         """
+        # A password is never stored, and an update is recognised as applied by its other changes.
+        kept = {path: value for path, value in (changes or {}).items() if path not in WRITE_ONLY}
         entry = JournalEntry(
             id=new_hex_id(), resource_type=self.resource_type, op=op, natural_key=natural_key.lower(),
-            resource=resource, changes=dict(changes or {}), created=now_iso(),
+            resource=resource, changes=kept, created=now_iso(),
         )
         return _JournalledWrite(self, entry)
 
