@@ -5,7 +5,9 @@ policy (ppolicy overlay, lockout on) that every account falls under, and a least
 service account that may write only below those two OUs. Optional variants add the memberof +
 refint overlays (group memberships kept consistent by the server) and TLS (StartTLS and ldaps
 with a throwaway CA). Every variant also answers below ``ou=faults`` with canned failures (the
-retcode overlay), so clients can meet busy/unavailable/slow answers from a real server.
+retcode overlay), so clients can meet busy/unavailable/slow answers from a real server. Besides
+the stock schemas, a small mail-platform schema (``mailUser`` + ``accountStatus``) lets a client
+disable mailboxes through a status attribute, and the service account has no search size limit.
 
 The default policy locks an account for 15 minutes after 5 failed binds: a test that binds with
 wrong passwords more often than that needs its own user.
@@ -39,6 +41,16 @@ MODULE_PATH = "/usr/lib/ldap"
 SCHEMA_DIR = Path("/etc/ldap/schema")
 # nis brings posixAccount/posixGroup and misc the mail routing attributes many mail platforms use.
 SCHEMAS = ("core", "cosine", "inetorgperson", "nis", "misc")
+# A mail platform's own schema, reduced to what a status-attribute profile needs (in the spirit of
+# iRedMail's mailUser/accountStatus, written afresh; OIDs from RFC 5612's example arc).
+MAIL_SCHEMA = """\
+attributetype ( 1.3.6.1.4.1.32473.1.1.1 NAME 'accountStatus'
+    DESC 'whether a mailbox may be used: active or disabled'
+    EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+objectclass ( 1.3.6.1.4.1.32473.1.2.1 NAME 'mailUser'
+    DESC 'a mailbox of the test mail platform'
+    SUP top AUXILIARY MUST ( mail $ uid ) MAY ( accountStatus ) )
+"""
 # SCIM active=false is stored as this value: ppolicy treats it as "locked until an administrator unlocks"
 # (only with pwdLockout TRUE in the policy). Any password change removes it again, even in the same request.
 PERMANENTLY_LOCKED = "000001010000Z"
@@ -427,6 +439,9 @@ class Slapd:
     def _slapd_conf(self) -> str:
         service = self.service_dn
         lines = [f"include {SCHEMA_DIR / name}.schema" for name in SCHEMAS]
+        mail_schema = self.workdir / "mail-platform.schema"
+        mail_schema.write_text(MAIL_SCHEMA)
+        lines.append(f"include {mail_schema}")
         lines += [
             f"pidfile {self.workdir / 'slapd.pid'}",
             f"argsfile {self.workdir / 'slapd.args'}",
@@ -455,6 +470,8 @@ class Slapd:
             "index objectClass eq",
             "index uid,mail,cn eq,sub",
             "index member,entryUUID eq",
+            # Listings of thousands of mailboxes: slapd's default caps a non-root search at 500 entries.
+            f'limits dn.exact="{self.service_dn}" size=unlimited time=unlimited',
         ]
         if self.options.refint:
             lines.append("index memberOf eq")
