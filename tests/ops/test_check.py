@@ -124,7 +124,9 @@ def test_environment_variable_is_named(monkeypatch: pytest.MonkeyPatch, capsys: 
 
     err = capsys.readouterr().err
     assert err.startswith("SCIM_GATEWAY_BACKEND: ")
-    assert "no backend named 'exchange' is installed (installed: cleanmail, dryrun, memory" in err and " — " in err
+    installed = err.split("(installed: ", 1)[1].split(")", 1)[0].split(", ")
+    assert "no backend named 'exchange' is installed" in err and " — " in err
+    assert {"cleanmail", "dryrun", "memory"} <= set(installed) and installed == sorted(installed)
 
 
 def test_backend_secret_missing_is_a_configuration_error(
