@@ -395,11 +395,15 @@ def _unbind_all(slots: list[_Slot]) -> None:
             slot.connection = None
 
 
+def truncated(connection: ldap3.Connection) -> bool:
+    """Whether the server cut the last search short (ldap3 does not raise for sizeLimitExceeded)."""
+    return bool((connection.result or {}).get("result") == SIZE_LIMIT_EXCEEDED)
+
+
 def entries(connection: ldap3.Connection) -> list[tuple[str, dict[str, list[str]]]]:
     """The entries of the last search on ``connection``: DN and attributes (names lower-cased)."""
-    result = connection.result or {}
-    if result.get("result") == SIZE_LIMIT_EXCEEDED:
-        # ldap3 does not raise for it: a truncated listing must not pass for a whole one.
+    if truncated(connection):
+        # A truncated listing must not pass for a whole one.
         raise Unavailable("the directory cut a search short (sizeLimitExceeded): give the service account "
                           "'limits dn.exact=\"<bind_dn>\" size=unlimited' (see the README)")
     found = []

@@ -15,7 +15,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from adapters.base import BackendError, NotFound, Rejected, Unavailable
 from adapters.ldap import dn as dns
-from adapters.ldap.connection import CLIENT_REFUSED, LdapPool, LdapResult, Safety, entries
+from adapters.ldap.connection import CLIENT_REFUSED, LdapPool, LdapResult, Safety, entries, truncated
 from adapters.ldap.mapping import Layout, Values
 
 PAGED_RESULTS = "1.2.840.113556.1.4.319"
@@ -73,9 +73,17 @@ class Directory:
     # --- reads ---------------------------------------------------------------------
 
     async def search(self, base: str, ldap_filter: str, attributes: Sequence[str], label: str) -> list[Entry]:
-        """Every entry below ``base`` (subtree) matching ``ldap_filter``, in pages (no size limit trips)."""
+        """Every entry below ``base`` (subtree) matching ``ldap_filter``.
+
+        One plain search first: most are lookups of one entry, and encoding the paged-results
+        control costs more CPU in ldap3 than the rest of the request. Only a search the server
+        cuts short (its size limit) is repeated in pages, which some servers limit less.
+        """
 
         def run(connection: ldap3.Connection) -> list[Entry]:
+            connection.search(base, ldap_filter, search_scope=ldap3.SUBTREE, attributes=list(attributes))
+            if not truncated(connection):
+                return entries(connection)
             found: list[Entry] = []
             cookie: bytes | None = None
             while True:

@@ -76,6 +76,8 @@ def split(dn: str) -> list[list[Ava]]:
     text = dn.strip()
     if not text:
         return []
+    if not any(c in text for c in '\\+;"'):
+        return _split_plain(text, dn)
     i = 0
     while i <= len(text):
         equals = text.find("=", i)
@@ -96,6 +98,18 @@ def split(dn: str) -> list[list[Ava]]:
         if text[j] != "+":
             rdns.append([])
         i = j + 1
+    return rdns
+
+
+def _split_plain(text: str, dn: str) -> list[list[Ava]]:
+    """``split`` for the common DN without escapes or multi-valued RDNs."""
+    rdns = []
+    for part in text.split(","):
+        attribute, equals, value = part.partition("=")
+        attribute = attribute.strip()
+        if not equals or not attribute:
+            raise DnError(f"not a DN: {dn!r}")
+        rdns.append([Ava(attribute.lower(), value.strip())])
     return rdns
 
 
