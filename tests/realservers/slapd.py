@@ -120,6 +120,7 @@ class LdapEntry:
 class SlapdOptions:
     refint: bool = False  # memberof + refint overlays on member
     tls: bool = False  # StartTLS on the ldap:// port and an ldaps:// port, certificates from a throwaway CA
+    monitor: bool = False  # the monitor database (cn=Monitor): operation counts, readable by the admin
 
 
 def parse_ldif(text: str) -> list[LdapEntry]:
@@ -221,13 +222,9 @@ class Slapd:
     def start(self) -> None:
         if self.pid is not None:
             return
-        urls = self.url + "/"
-        if self.tls_port is not None:
-            urls += f" ldaps://127.0.0.1:{self.tls_port}/"
         with self._log.open("ab") as log:
-            # -d 0 keeps slapd in the foreground (its PID is ours to stop) without debug output.
             self._process = subprocess.Popen(
-                [_server_tool("slapd"), "-d", "0", "-h", urls, "-f", str(self._conf)],
+                self.command(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -238,6 +235,23 @@ class Slapd:
         except RuntimeError as error:
             self.stop()
             raise RuntimeError(f"{error}; slapd log: {self.log_tail()}") from error
+
+    def command(self) -> list[str]:
+        """The command line that serves this configuration (for a caller that runs the process itself)."""
+        urls = self.url + "/"
+        if self.tls_port is not None:
+            urls += f" ldaps://127.0.0.1:{self.tls_port}/"
+        # -d 0 keeps slapd in the foreground (its PID is ours to stop) without debug output.
+        return [_server_tool("slapd"), "-d", "0", "-h", urls, "-f", str(self._conf)]
+
+    def operation_counts(self) -> dict[str, int]:
+        """Operations slapd has completed, by kind (bind, search, add, modify, …); needs ``monitor``.
+
+        This reading is itself a bind, a search and an unbind, which the next reading includes.
+        """
+        found = self.search("cn=Operations,cn=Monitor", "(objectClass=*)", ["monitorOpCompleted"], scope="one")
+        return {entry.dn.split(",")[0].split("=")[1].lower(): int(entry.first("monitorOpCompleted") or 0)
+                for entry in found}
 
     def stop(self) -> None:
         if self._process is not None:
@@ -523,6 +537,8 @@ class Slapd:
             "    by users read",
             "    by * none",
         ]
+        if self.options.monitor:
+            lines += ["database monitor", f'access to * by dn.exact="{self.admin_dn}" read by * none']
         return "\n".join(lines) + "\n"
 
     def _base_ldif(self) -> str:
