@@ -192,8 +192,8 @@ class LdapPool:
         s = self.settings
         tls = None
         if s.url.lower().startswith("ldaps://") or s.start_tls:
-            tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(s.ca_file) if s.ca_file else None,
-                            version=ssl.PROTOCOL_TLS_CLIENT)
+            # No version: the standard library's default context (TLS 1.2 or newer); ldap3 checks the host name.
+            tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(s.ca_file) if s.ca_file else None)
         # get_info=NONE: the default reads the whole schema on every new connection.
         return ldap3.Server(s.url, get_info=ldap3.NONE, connect_timeout=s.connect_timeout, tls=tls)
 
