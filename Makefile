@@ -6,20 +6,21 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit bench bench-quick clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/backend-plugin/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e examples/backend-plugin
 	touch $(STAMP)
 
 run: $(STAMP)
 	./scripts/run.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway adapters tests bench
+	$(BIN)/ruff check gateway adapters tests bench examples
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict gateway adapters
+	$(BIN)/mypy --strict gateway adapters examples/backend-plugin/scim_jsonfile
 
 unit: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider

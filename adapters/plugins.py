@@ -75,3 +75,8 @@ class BackendPlugin(Generic[S]):
     """False for a backend whose data lives in the gateway process and is lost on restart."""
     location: Callable[[S], str] | None = None
     """Where the platform is, for ``scim-gateway check`` (a URL without credentials)."""
+    endpoint: Callable[[S], tuple[str, int]] | None = None
+    """The platform's TCP host and port. With ``relocate``, ``verify-backend`` runs the
+    transport-fault checks of the contract kit through a local proxy."""
+    relocate: Callable[[S, str, int], S] | None = None
+    """The same settings, pointed at another host and port (the proxy)."""

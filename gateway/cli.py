@@ -1,4 +1,4 @@
-"""The ``scim-gateway`` command: serve, mock-cleanmail, token, check, reconcile."""
+"""The ``scim-gateway`` command: serve, mock-cleanmail, token, check, reconcile, verify-backend, backends."""
 
 from __future__ import annotations
 
@@ -56,7 +56,19 @@ def _reconcile(args: argparse.Namespace) -> int:
     return reconcile(args.tenant, args.config, as_json=args.json, fix=args.fix)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _verify_backend(args: argparse.Namespace) -> int:
+    from gateway.ops.verify import main as verify
+
+    return verify(args.config, args.tenant, args.domain, args.i_accept_side_effects)
+
+
+def _backends(args: argparse.Namespace) -> int:
+    from gateway.ops.backends_report import main as backends
+
+    return backends()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scim-gateway", description="SCIM 2.0 gateway for mail platforms")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -98,7 +110,31 @@ def main(argv: list[str] | None = None) -> int:
                            help="adopt unknown mailboxes and lists, drop dead mappings (attributes are not changed)")
     reconcile.set_defaults(run=_reconcile)
 
-    args = parser.parse_args(argv)
+    verify = sub.add_parser(
+        "verify-backend", help="run the backend contract kit against a tenant's configured mail platform",
+        description="Creates, reads, changes and deletes test mailboxes and lists it names itself (kit-*@DOMAIN), "
+                    "and leaves nothing behind. Exit status: 0 every check passed, 1 a check failed, "
+                    "2 configuration problem.")
+    verify.add_argument("--config", type=Path, default=None, help="TOML settings file")
+    verify.add_argument("--tenant", default=None, help="tenant name (default: the only one, or 'default')")
+    verify.add_argument("--domain", required=True, help="mail domain (on the platform) for the test mailboxes")
+    verify.add_argument("--i-accept-side-effects", action="store_true",
+                        help="confirm that test objects may be created and deleted on the platform")
+    verify.set_defaults(run=_verify_backend)
+
+    backends = sub.add_parser("backends", help="list the installed backends and their settings")
+    backends.set_defaults(run=_backends)
+
+    return parser
+
+
+def subcommands(parser: argparse.ArgumentParser) -> list[str]:
+    return [name for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name in action.choices]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     result: int = args.run(args)
     return result
 

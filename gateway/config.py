@@ -11,7 +11,16 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TENANT = "default"
@@ -159,11 +168,16 @@ class Settings(BaseSettings):
         default=None, description="Salt of log_hash_user_names; the same on every replica makes lines comparable "
         "(default: random per process).",
     )
-    trust_proxy: bool = Field(
-        default=False, description="Build response URLs from a reverse proxy's X-Forwarded-Proto/X-Forwarded-Host."
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list, description="Reverse proxies (addresses or CIDRs) whose X-Forwarded-Proto, "
+        "X-Forwarded-Host and X-Forwarded-For are believed; from any other peer they are ignored.",
     )
     tls_cert_file: Path | None = Field(default=None, description="PEM certificate chain: serve HTTPS (TLS >= 1.2).")
     tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file.")
+    request_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds one SCIM request may take, backend calls and retries included, "
+        "before it is answered 503 with Retry-After.",
+    )
     shutdown_timeout: float = Field(
         default=30.0, gt=0, description="Seconds in-flight requests may still take after SIGTERM."
     )

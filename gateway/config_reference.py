@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from gateway.backends import BrokenPlugin, installed
 from gateway.config import BackendSettings, Settings, TenantSettings
 
 BEGIN = "<!-- config-reference:begin -->"
@@ -17,6 +18,8 @@ END = "<!-- config-reference:end -->"
 
 
 def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
     if field.default_factory is not None:
         value: Any = field.default_factory()  # type: ignore[call-arg]
     else:
@@ -55,6 +58,12 @@ def reference() -> str:
         "Per tenant backend (TOML table `[tenants.NAME.backend]`):", "",
         *header, *_rows(BackendSettings, None, ""),
     ]
+    for name, backend in sorted(installed().items()):
+        if isinstance(backend, BrokenPlugin) or not backend.create.__module__.startswith("adapters."):
+            continue  # the built-in backends only: a plugin documents itself
+        parts += ["", f"Backend `{name}` ({backend.summary.rstrip('.')}): in `[tenants.NAME.backend]` with "
+                      f"`adapter = \"{name}\"`, or for the quick-start tenant as environment variables:", "",
+                  *header, *_rows(backend.settings, f"SCIM_GATEWAY_{name.upper()}_", "")]
     return "\n".join(parts)
 
 

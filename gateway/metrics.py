@@ -1,14 +1,10 @@
-"""Prometheus metrics of one gateway app.
+"""Prometheus metrics of one gateway app, with prometheus_client.
 
 Each app has its own ``CollectorRegistry``: several apps in one process (tests, or a
-future multi-app runner) must not share or collide on series.
-
-The hot path serves thousands of requests per second, so the per-request series are
-plain Python numbers rather than prometheus_client's lock-protected values: every
-observation happens on the event loop's thread, and a scrape (also on that thread)
-turns them into metric families. Label children are created once per label combination
-and found again through dicts; state that already lives in objects (circuit breakers,
-backend slots in use, the HTTP client's retry counters) is read at scrape time.
+future multi-app runner) must not share or collide on series. Label children are looked
+up once per label combination and kept, so an observation on the hot path is one call;
+state that already lives in objects (circuit breakers, backend slots in use, the
+backend clients' retry counters) is read at scrape time.
 """
 
 from __future__ import annotations
@@ -16,16 +12,14 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, cast
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from adapters.base import Statistics
 from gateway.provisioning.guard import CallObserver
@@ -36,108 +30,49 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 NO_TENANT = "-"
 
-
-class LoopCounter:
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
-
-
-class LoopHistogram:
-    __slots__ = ("_bounds", "counts", "sum")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self._bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        """Per bucket, not cumulative; the last one is +Inf."""
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        # Buckets are "less than or equal": bisect_left finds the first bound >= value.
-        self.counts[bisect_left(self._bounds, value)] += 1
-        self.sum += value
-
-
-class CounterFamily:
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
-        self.name, self.documentation, self.labelnames = name, documentation, list(labelnames)
-        self.children: dict[tuple[str, ...], LoopCounter] = {}
-
-    def labels(self, *values: str) -> LoopCounter:
-        child = self.children.get(values)
-        if child is None:
-            child = self.children[values] = LoopCounter()
-        return child
-
-    def collect(self) -> Metric:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in self.children.items():
-            family.add_metric(list(values), child.value)
-        return family
-
-
-class HistogramFamily:
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
-        self.name, self.documentation, self.labelnames = name, documentation, list(labelnames)
-        self.bounds = tuple(buckets)
-        self._les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
-        self.children: dict[tuple[str, ...], LoopHistogram] = {}
-
-    def labels(self, *values: str) -> LoopHistogram:
-        child = self.children.get(values)
-        if child is None:
-            child = self.children[values] = LoopHistogram(self.bounds)
-        return child
-
-    def collect(self) -> Metric:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in self.children.items():
-            cumulative, total = [], 0
-            for le, count in zip(self._les, child.counts, strict=True):
-                total += count
-                cumulative.append((le, float(total)))
-            family.add_metric(list(values), cumulative, child.sum)
-        return family
+# The *_created series double every counter for no use of ours.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.requests = CounterFamily(
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
             "scim_gateway_requests", "HTTP requests answered, by tenant, operation and status.",
-            ["tenant", "operation", "status"],
+            ["tenant", "operation", "status"], registry=r,
         )
-        self.request_seconds = HistogramFamily(
+        self.request_seconds = Histogram(
             "scim_gateway_request_duration_seconds", "Time to answer an HTTP request.",
-            ["tenant", "operation", "status"], LATENCY_BUCKETS,
+            ["tenant", "operation", "status"], buckets=LATENCY_BUCKETS, registry=r,
         )
-        self.in_flight = 0
-        self.throttled = CounterFamily(
+        self.in_flight = Gauge("scim_gateway_requests_in_flight", "HTTP requests being served.", registry=r)
+        self.throttled = Counter(
             "scim_gateway_throttled_responses",
             "429 and 503 answers, by reason (rate_limit, concurrency, circuit_open, backend_rate_limited, "
             "backend_unavailable, other).",
-            ["tenant", "status", "reason"],
+            ["tenant", "status", "reason"], registry=r,
         )
-        self.backend_calls = CounterFamily(
+        self.backend_calls = Counter(
             "scim_gateway_backend_calls", "Calls to a backend adapter, by operation and outcome.",
-            ["tenant", "adapter", "operation", "outcome"],
+            ["tenant", "adapter", "operation", "outcome"], registry=r,
         )
-        self.backend_seconds = HistogramFamily(
+        self.backend_seconds = Histogram(
             "scim_gateway_backend_call_duration_seconds", "Duration of backend adapter calls, retries included.",
-            ["tenant", "adapter", "operation", "outcome"], LATENCY_BUCKETS,
+            ["tenant", "adapter", "operation", "outcome"], buckets=LATENCY_BUCKETS, registry=r,
         )
-        self.store_seconds = HistogramFamily(
+        self.store_seconds = Histogram(
             "scim_gateway_store_duration_seconds",
             "Duration of state-store operations; 'lock' is the wait until a lock is held.",
-            ["operation"], STORE_BUCKETS,
+            ["operation"], buckets=STORE_BUCKETS, registry=r,
         )
-        self._request_children: dict[tuple[str, str, int], tuple[LoopCounter, LoopHistogram]] = {}
-        self._throttle_children: dict[tuple[str, int, str], LoopCounter] = {}
-        self.registry = CollectorRegistry()
-        self.registry.register(_FamilyCollector(self))
+        self.skipped_members = Counter(
+            "scim_gateway_group_members_skipped",
+            "Member ids in group writes that name no provisioned user (nested groups, unknown ids), skipped.",
+            ["tenant"], registry=r,
+        )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._throttle_children: dict[tuple[str, int, str], Any] = {}
 
     def observe_request(self, tenant: str, operation: str, status: int, seconds: float) -> None:
         key = (tenant, operation, status)
@@ -147,7 +82,7 @@ class Metrics:
             children = (self.requests.labels(tenant, operation, code),
                         self.request_seconds.labels(tenant, operation, code))
             self._request_children[key] = children
-        children[0].value += 1
+        children[0].inc()
         children[1].observe(seconds)
 
     def observe_throttle(self, tenant: str, status: int, reason: str) -> None:
@@ -155,10 +90,10 @@ class Metrics:
         child = self._throttle_children.get(key)
         if child is None:
             child = self._throttle_children[key] = self.throttled.labels(tenant, str(status), reason)
-        child.value += 1
+        child.inc()
 
     def backend_observer(self, tenant: str, adapter: str) -> CallObserver:
-        children: dict[tuple[str, str], tuple[LoopCounter, LoopHistogram]] = {}
+        children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
         def observe(operation: str, outcome: str, seconds: float) -> None:
             key = (operation, outcome)
@@ -166,10 +101,13 @@ class Metrics:
             if pair is None:
                 pair = children[key] = (self.backend_calls.labels(tenant, adapter, operation, outcome),
                                         self.backend_seconds.labels(tenant, adapter, operation, outcome))
-            pair[0].value += 1
+            pair[0].inc()
             pair[1].observe(seconds)
 
         return observe
+
+    def skipped_members_observer(self, tenant: str) -> Callable[[int], None]:
+        return self.skipped_members.labels(tenant).inc
 
     def watch_tenants(self, tenants: Callable[[], Iterable[Tenant]]) -> None:
         """Export per-tenant state read at scrape time (breaker, backend slots, client retries)."""
@@ -180,20 +118,6 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class _FamilyCollector(Collector):
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-
-    def collect(self) -> Iterator[Metric]:
-        m = self._metrics
-        yield from (m.requests.collect(), m.request_seconds.collect())
-        in_flight = GaugeMetricFamily("scim_gateway_requests_in_flight", "HTTP requests being served.")
-        in_flight.add_metric([], m.in_flight)
-        yield in_flight
-        for family in (m.throttled, m.backend_calls, m.backend_seconds, m.store_seconds):
-            yield family.collect()
 
 
 class _TenantCollector(Collector):
@@ -236,7 +160,7 @@ class TimedStore:
     so a call costs one extra frame and two clock reads.
     """
 
-    def __init__(self, inner: StateStore, histogram: HistogramFamily) -> None:
+    def __init__(self, inner: StateStore, histogram: Histogram) -> None:
         self._inner = inner
         self._histogram = histogram
         self._lock_wait = histogram.labels("lock")
@@ -271,7 +195,7 @@ class _TimedLock:
 
     __slots__ = ("_histogram", "_inner")
 
-    def __init__(self, inner: AbstractAsyncContextManager[None], histogram: LoopHistogram) -> None:
+    def __init__(self, inner: AbstractAsyncContextManager[None], histogram: Any) -> None:
         self._inner = inner
         self._histogram = histogram
 

@@ -11,6 +11,8 @@ from aiohttp.test_utils import TestClient
 from gateway.config import Settings
 from gateway.http.app import create_app
 
+pytest_plugins = ["tests.matrix"]
+
 TOKEN = "test-token-0123456789"
 BASE = "/scim/v2"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

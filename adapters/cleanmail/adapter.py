@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import Field, SecretStr, model_validator
+from yarl import URL
 
 from adapters.base import (
     AlreadyExists,
@@ -422,7 +423,16 @@ def _create(settings: CleanmailSettings, context: BackendContext) -> CleanmailAd
     )
 
 
+def _endpoint(settings: CleanmailSettings) -> tuple[str, int]:
+    url = URL(settings.url)
+    return str(url.host), int(url.port or 80)
+
+
+def _relocate(settings: CleanmailSettings, host: str, port: int) -> CleanmailSettings:
+    return settings.model_copy(update={"url": str(URL(settings.url).with_host(host).with_port(port))})
+
+
 PLUGIN = BackendPlugin(
     name="cleanmail", summary="A Cleanmail-like mail-admin REST API (the mock shipped with the gateway).",
-    settings=CleanmailSettings, create=_create, location=lambda s: s.url,
+    settings=CleanmailSettings, create=_create, location=lambda s: s.url, endpoint=_endpoint, relocate=_relocate,
 )

@@ -14,9 +14,16 @@ from aiohttp.typedefs import Middleware
 from adapters.base import Adapter, HealthCheck
 from gateway.config import DEFAULT_TENANT, Settings
 from gateway.http.handlers import ScimHandlers
-from gateway.http.middleware import IDEMPOTENCY_KEY, REGISTRY_KEY, bearer_auth, idempotency, request_context
+from gateway.http.middleware import (
+    IDEMPOTENCY_KEY,
+    REGISTRY_KEY,
+    REQUEST_TIMEOUT_KEY,
+    bearer_auth,
+    idempotency,
+    request_context,
+)
 from gateway.http.observe import METRICS_KEY, metrics_endpoint
-from gateway.http.proxy import forwarded
+from gateway.http.proxy import TrustedProxies, forwarded
 from gateway.metrics import Metrics
 from gateway.provisioning.breaker import CircuitBreaker
 from gateway.provisioning.idempotency import IdempotencyKeys
@@ -122,10 +129,12 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
     """
     tenants = settings.effective_tenants()
     middlewares: list[Middleware] = [request_context, bearer_auth, idempotency]
-    if settings.trust_proxy:
-        # Outermost, so the log line, auth and handlers all see the client's scheme and host.
-        middlewares.insert(0, forwarded)
-    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
+    # Outermost, so the log line, auth and handlers all see the client's address, scheme and host.
+    middlewares.insert(0, forwarded(TrustedProxies(settings.trusted_proxies)))
+    # lingering_time 0: a body we answered without reading (401, 413, 415) is not drained for seconds.
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes,
+                          handler_args={"lingering_time": 0})
+    app[REQUEST_TIMEOUT_KEY] = settings.request_timeout
     metrics = Metrics()
     store = metrics.timed_store(store or make_store(settings.state))
     registry = TenantRegistry()
@@ -148,6 +157,7 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
         )
     for tenant in registry.tenants.values():
         tenant.guard.observer = metrics.backend_observer(tenant.id, tenant.adapter.name)
+        tenant.users.members.on_skipped = metrics.skipped_members_observer(tenant.id)
         if settings.circuit_failure_threshold:
             tenant.guard.breaker = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_open_seconds)
     metrics.watch_tenants(lambda: registry.tenants.values())

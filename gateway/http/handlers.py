@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
+from gateway.http.body import read_json
 from gateway.http.middleware import TENANT_KEY
 from gateway.http.render import scim_response
 from gateway.provisioning.service import ResourceService
 from gateway.scim import discovery
-from gateway.scim.errors import ScimError, invalid_syntax
+from gateway.scim.errors import ScimError
 from gateway.scim.query import (
     list_response,
     parse_etag_list,
@@ -43,13 +43,7 @@ class ScimHandlers:
 
     @staticmethod
     async def _json(request: web.Request) -> Any:
-        raw = await request.read()
-        if not raw.strip():
-            raise invalid_syntax("The request body is empty; a JSON object is required.")
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise invalid_syntax(f"The request body is not valid JSON: {exc}") from None
+        return await read_json(request)
 
     @staticmethod
     def _etag_headers(resource: dict[str, Any]) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -10,12 +11,14 @@ from aiohttp import web
 
 from adapters import telemetry
 from adapters.base import BackendError
+from gateway.http.body import ClientGone, read_body
 from gateway.http.errors import as_scim_error
 from gateway.http.observe import METRICS_KEY, describe, safe_request_id
 from gateway.http.render import error_response
 from gateway.metrics import NO_TENANT
 from gateway.provisioning.idempotency import IdempotencyKeys, StoredReply, fingerprint
 from gateway.scim.errors import ScimError
+from gateway.scim.limits import check_unicode
 from gateway.store.base import StoreBusy
 from gateway.tenants import Tenant, TenantRegistry
 
@@ -27,6 +30,7 @@ REGISTRY_KEY: web.AppKey[TenantRegistry] = web.AppKey("registry", TenantRegistry
 IDEMPOTENCY_KEY: web.AppKey[IdempotencyKeys] = web.AppKey("idempotency", IdempotencyKeys)
 _REPLAYED_HEADERS = ("Content-Type", "Location", "ETag")
 TENANT_KEY: web.RequestKey[Tenant] = web.RequestKey("tenant", Tenant)
+REQUEST_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("request_timeout", float)
 
 
 def _http_error(exc: web.HTTPException) -> ScimError:
@@ -51,13 +55,32 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     stats_token = telemetry.CURRENT.set(stats)
     metrics = request.app.get(METRICS_KEY)
     if metrics is not None:
-        metrics.in_flight += 1
+        metrics.in_flight.inc()
     status = 500
+    deadline = request.app.get(REQUEST_TIMEOUT_KEY)
     try:
         try:
-            response = await handler(request)
+            async with asyncio.timeout(deadline) as budget:
+                response = await handler(request)
         except (ScimError, BackendError) as exc:
             response = error_response(as_scim_error(exc))
+        except TimeoutError:
+            if not budget.expired():
+                raise
+            log.warning("request took too long", limit_s=deadline, method=request.method, path=request.path)
+            telemetry.note_throttle("request_timeout")
+            response = error_response(ScimError(
+                503, f"The request did not finish within {deadline:g}s; retry later.", retry_after=5))
+        except ClientGone as exc:
+            status = 499  # nobody to answer: the access log and metrics show the client left
+            log.info("client went away before its request was read", detail=str(exc))
+            response = web.Response(status=499)
+        except asyncio.CancelledError:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                status = 499
+                log.info("client went away; its request was cancelled")
+            raise
         except web.HTTPException as exc:
             if exc.status < 400:
                 status = exc.status
@@ -93,7 +116,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             backend_retries=stats.retries,
         )
         if metrics is not None:
-            metrics.in_flight -= 1
+            metrics.in_flight.dec()
             metrics.observe_request(tenant_id or NO_TENANT, operation, status, elapsed)
             if status in (429, 503):
                 metrics.observe_throttle(tenant_id or NO_TENANT, status, stats.throttle_reason or "other")
@@ -113,6 +136,12 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     if tenant is None:
         raise ScimError(401, "The bearer token is not valid for this gateway.")
     request[TENANT_KEY] = tenant
+    # Text that may not reach the store, the backend or the logs: checked once, for every parameter.
+    for key, value in request.query.items():
+        check_unicode(key, "a query parameter name")
+        check_unicode(value, f"the query parameter {key}")
+    for key, value in request.match_info.items():
+        check_unicode(value, f"the {key} in the path")
     if tenant.rate_limiter is not None:
         wait = tenant.rate_limiter.take()
         if wait is not None:
@@ -128,7 +157,7 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
     key = request.headers.get("Idempotency-Key")
     if key is None or request.method not in ("POST", "PATCH") or TENANT_KEY not in request:
         return await handler(request)
-    body = await request.read()
+    body = await read_body(request)
 
     async def execute() -> StoredReply:
         try:

@@ -27,6 +27,7 @@ from gateway.scim.filter_ast import (
     Present,
     ValuePath,
 )
+from gateway.scim.limits import check_unicode
 from gateway.scim.schema import ALL_SCHEMAS
 
 OPERATORS: frozenset[str] = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr"})
@@ -101,7 +102,8 @@ def decode_string(token: Token, error: ErrorFactory) -> str:
             'allowed escapes are \\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX'
         ) from None
     assert isinstance(value, str)
-    return value
+    # An escape can spell what the text itself may not carry: \u0000, a lone \ud800.
+    return check_unicode(value, f"the string starting at character {token.start + 1}")
 
 
 def decode_word(token: Token, error: ErrorFactory) -> Literal_:

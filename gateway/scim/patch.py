@@ -18,6 +18,7 @@ Deliberate departures from RFC-strict behaviour, each one something Entra relies
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -40,7 +41,7 @@ from gateway.scim.resources import (
     split_custom_urn,
     strip_empty,
 )
-from gateway.scim.schema import Attribute, ResourceType, split_urn
+from gateway.scim.schema import RESOURCE_TYPES, Attribute, ResourceType, split_urn
 
 OpName = Literal["add", "remove", "replace"]
 _OPS: dict[str, OpName] = {"add": "add", "remove": "remove", "replace": "replace"}
@@ -51,15 +52,6 @@ _QUALIFIERS = frozenset({"type", "primary"})
 _CACHE_LIMIT = 4096
 # Longer paths are parsed every time, so client-chosen text cannot pin much memory.
 _CACHEABLE_PATH_LENGTH = 200
-
-
-@dataclass(frozen=True, slots=True)
-class PatchOperation:
-    """One canonical operation. ``path`` None means "the resource itself" (``value`` is an object)."""
-
-    op: OpName
-    path: AttrPath | None = None
-    value: Any = None
 
 
 # --------------------------------------------------------------------------- paths
@@ -85,11 +77,15 @@ class _Target:
     match: Predicate | None = field(default=None, compare=False)
 
 
-_path_cache: dict[tuple[int, str], tuple[ResourceType, AttrPath]] = {}
-# Resolutions of the paths in _path_cache, keyed by identity: equal AttrPaths can still
-# differ in literal type (``eq true`` == ``eq 1`` as dataclasses).
-_cached_paths: dict[int, AttrPath] = {}
-_target_cache: dict[int, tuple[ResourceType, _Target]] = {}
+@dataclass(frozen=True, slots=True)
+class PatchOperation:
+    """One canonical operation. ``path`` None means "the resource itself" (``value`` is an object)."""
+
+    op: OpName
+    path: AttrPath | None = None
+    value: Any = None
+    target: _Target | None = field(default=None, compare=False, repr=False)
+    """What ``path`` addresses, resolved once when the operation was parsed."""
 
 
 def parse_attr_path(text: str, rt: ResourceType) -> AttrPath:
@@ -98,19 +94,23 @@ def parse_attr_path(text: str, rt: ResourceType) -> AttrPath:
     URN prefixes are split here, against the schemas of ``rt``, so that attributes of an
     extension schema we do not know end up with that schema's URN in ``AttrPath.urn``.
     """
-    key = (id(rt), text)
-    cached = _path_cache.get(key)
-    if cached is not None and cached[0] is rt:
-        return cached[1]
+    return _path_and_target(text, rt)[0]
+
+
+def _path_and_target(text: str, rt: ResourceType) -> tuple[AttrPath, _Target]:
+    # Entra sends the same few paths over and over; longer text is parsed every time, so
+    # client-chosen paths cannot pin much memory in the cache.
+    if len(text) <= _CACHEABLE_PATH_LENGTH and RESOURCE_TYPES.get(rt.name) is rt:
+        return _cached_path_and_target(text, rt.name)
     path = _parse_attr_path(text.strip(), rt)
-    if len(text) <= _CACHEABLE_PATH_LENGTH:
-        if len(_path_cache) >= _CACHE_LIMIT:
-            _path_cache.clear()
-            _cached_paths.clear()
-            _target_cache.clear()
-        _path_cache[key] = (rt, path)
-        _cached_paths[id(path)] = path
-    return path
+    return path, _resolve(path, rt)
+
+
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
+def _cached_path_and_target(text: str, rt_name: str) -> tuple[AttrPath, _Target]:
+    rt = RESOURCE_TYPES[rt_name]
+    path = _parse_attr_path(text.strip(), rt)
+    return path, _resolve(path, rt)
 
 
 def _parse_attr_path(text: str, rt: ResourceType) -> AttrPath:
@@ -138,18 +138,6 @@ def _parse_attr_path(text: str, rt: ResourceType) -> AttrPath:
 
 
 def _resolve(path: AttrPath, rt: ResourceType) -> _Target:
-    key = id(path)
-    known = _cached_paths.get(key) is path
-    cached = _target_cache.get(key) if known else None
-    if cached is not None and cached[0] is rt:
-        return cached[1]
-    target = _resolve_uncached(path, rt)
-    if known:
-        _target_cache[key] = (rt, target)
-    return target
-
-
-def _resolve_uncached(path: AttrPath, rt: ResourceType) -> _Target:
     urn = path.urn
     known_urn = urn is None or urn.lower() == rt.schema.id.lower() or rt.extension(urn) is not None
     if urn is not None and not known_urn and split_custom_urn(f"{urn}:x", rt) is None:
@@ -247,24 +235,24 @@ def _parse_one(raw: Any, index: int, rt: ResourceType, out: list[PatchOperation]
             raise no_target(f"Operations[{index}]: remove needs a path")
         if value is _MISSING:
             raise invalid_syntax(f"Operations[{index}]: {op} without a path needs a value object")
-        _expand(op, _ROOT, value, rt, out)
+        _expand(op, _ROOT, _resolve(_ROOT, rt), value, rt, out)
         return
     if op != "remove" and value is _MISSING:
         raise invalid_syntax(f"Operations[{index}]: {op} needs a value")
-    _expand(op, parse_attr_path(path_raw, rt), None if value is _MISSING else value, rt, out)
+    _expand(op, *_path_and_target(path_raw, rt), None if value is _MISSING else value, rt, out)
 
 
-def _expand(op: OpName, path: AttrPath, value: Any, rt: ResourceType, out: list[PatchOperation]) -> None:
+def _expand(op: OpName, path: AttrPath, target: _Target, value: Any, rt: ResourceType,
+            out: list[PatchOperation]) -> None:
     """Append the canonical operation(s) for (op, path, value), flattening whole-schema values."""
-    target = _resolve(path, rt)
     if target.kind != "schema":
         _check_mutability(op, target)
-        out.append(PatchOperation(op, path, value))
+        out.append(PatchOperation(op, path, value, target))
         return
     if op == "remove" or (value is None and target.container is not None):
         if target.container is None:
             raise no_target("A PATCH operation cannot remove the resource itself")
-        out.append(PatchOperation("remove", path, None))
+        out.append(PatchOperation("remove", path, None, target))
         return
     if not isinstance(value, dict):
         what = "an operation without a path" if target.container is None else f"'{target.where}'"
@@ -273,13 +261,13 @@ def _expand(op: OpName, path: AttrPath, value: Any, rt: ResourceType, out: list[
     for key, item in value.items():
         if not isinstance(key, str) or key.lower() in ("schemas", "meta"):
             continue
-        _expand(op, _child_path(target, key, rt), item, rt, out)
+        _expand(op, *_child_path(target, key, rt), item, rt, out)
 
 
-def _child_path(schema: _Target, key: str, rt: ResourceType) -> AttrPath:
+def _child_path(schema: _Target, key: str, rt: ResourceType) -> tuple[AttrPath, _Target]:
     if schema.container is None or key[:4].lower() == "urn:":
-        return parse_attr_path(key, rt)
-    return parse_attr_path(f"{schema.container}:{key}", rt)
+        return _path_and_target(key, rt)
+    return _path_and_target(f"{schema.container}:{key}", rt)
 
 
 # --------------------------------------------------------------------------- applying
@@ -338,11 +326,11 @@ def apply_patch(resource: dict[str, Any], ops: list[PatchOperation], rt: Resourc
 
 def _apply_one(state: _State, op: PatchOperation, rt: ResourceType) -> None:
     path = op.path or _ROOT
-    target = _resolve(path, rt)
+    target = op.target if op.target is not None else _resolve(path, rt)
     if target.kind == "schema":
         if op.op != "remove":
             expanded: list[PatchOperation] = []
-            _expand(op.op, path, op.value, rt, expanded)
+            _expand(op.op, path, target, op.value, rt, expanded)
             for item in expanded:
                 _apply_one(state, item, rt)
         elif target.container is None:

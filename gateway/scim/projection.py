@@ -7,11 +7,12 @@ untouched sub-objects are shared (callers serialise the result, they do not edit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.scim.schema import COMMON, Attribute, ResourceType, split_urn
+from gateway.scim.schema import COMMON, RESOURCE_TYPES, Attribute, ResourceType, split_urn
 
 __all__ = ["project"]
 
@@ -47,15 +48,15 @@ class _TypeInfo:
     hidden: dict[str | None, frozenset[str]]
 
 
-_TYPE_INFO: dict[int, tuple[ResourceType, _TypeInfo]] = {}
-_PLANS: dict[tuple[int, tuple[str, ...], bool], tuple[ResourceType, _Selection]] = {}
 _MAX_PLANS = 512
 
 
 def _type_info(rt: ResourceType) -> _TypeInfo:
-    cached = _TYPE_INFO.get(id(rt))
-    if cached is not None and cached[0] is rt:
-        return cached[1]
+    info = _TYPE_INFO.get(rt.name)
+    return info if info is not None and RESOURCE_TYPES[rt.name] is rt else _compute_type_info(rt)
+
+
+def _compute_type_info(rt: ResourceType) -> _TypeInfo:
     top_level = (*COMMON.attributes, *rt.schema.attributes)
     hidden: dict[str | None, frozenset[str]] = {}
     for container, attrs in ((None, top_level), *((ext.id, ext.attributes) for ext in rt.extensions)):
@@ -68,16 +69,25 @@ def _type_info(rt: ResourceType) -> _TypeInfo:
         always=frozenset({"schemas", *(a.name for a in top_level if a.returned == "always")}),
         hidden=hidden,
     )
-    # Keyed by identity because hashing a ResourceType walks every attribute definition.
-    _TYPE_INFO[id(rt)] = (rt, info)
     return info
 
 
+_TYPE_INFO = {rt.name: _compute_type_info(rt) for rt in RESOURCE_TYPES.values()}
+
+
 def _selection(rt: ResourceType, names: Sequence[str], excluded: bool) -> _Selection:
-    key = (id(rt), tuple(names), excluded)
-    cached = _PLANS.get(key)
-    if cached is not None and cached[0] is rt:
-        return cached[1]
+    if RESOURCE_TYPES.get(rt.name) is rt:
+        return _cached_selection(rt.name, tuple(names), excluded)
+    return _compute_selection(rt, names)
+
+
+@functools.lru_cache(maxsize=_MAX_PLANS)
+def _cached_selection(rt_name: str, names: tuple[str, ...], excluded: bool) -> _Selection:
+    """Plans for ``attributes``/``excludedAttributes`` lists; ``excluded`` keeps the two kinds apart."""
+    return _compute_selection(RESOURCE_TYPES[rt_name], names)
+
+
+def _compute_selection(rt: ResourceType, names: Sequence[str]) -> _Selection:
     selection = _Selection()
     for name in names:
         urn, rest = split_urn(name, rt)
@@ -96,9 +106,6 @@ def _selection(rt: ResourceType, names: Sequence[str], excluded: bool) -> _Selec
         container = resolved.schema if resolved.is_extension else None
         sub_attribute = resolved.sub_attribute
         selection.add(container, resolved.attribute, sub_attribute.name if sub_attribute else None)
-    if len(_PLANS) >= _MAX_PLANS:
-        _PLANS.clear()
-    _PLANS[key] = (rt, selection)
     return selection
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.scim.errors import ScimError, invalid_syntax, invalid_value
+from gateway.scim.limits import MAX_ATTRIBUTE_NAMES, MAX_START_INDEX
 from gateway.scim.schema import LIST_RESPONSE_SCHEMA, SEARCH_REQUEST_SCHEMA
 
 
@@ -46,6 +47,9 @@ def _attribute_list(value: Any, name: str) -> tuple[str, ...] | None:
     else:
         raise invalid_value(f"{name} must be a comma-separated list of attribute names")
     kept = tuple(item for item in items if item)
+    if len(kept) > MAX_ATTRIBUTE_NAMES:
+        raise ScimError(400, f"{name} names {len(kept)} attributes; at most {MAX_ATTRIBUTE_NAMES} are accepted",
+                        "tooMany")
     return kept or None
 
 
@@ -98,8 +102,8 @@ def parse_list_query(params: Mapping[str, Any], *, max_count: int) -> ListQuery:
     if raw_filter is not None and not isinstance(raw_filter, str):
         raise invalid_value("filter must be a string")
     start = lookup.get("startIndex")
-    # RFC 7644 §3.4.2.4: a startIndex below 1 is interpreted as 1.
-    start_index = max(1, _int(start, "startIndex")) if start is not None else 1
+    # RFC 7644 §3.4.2.4: a startIndex below 1 is interpreted as 1; far past the end, every page is empty.
+    start_index = min(max(1, _int(start, "startIndex")), MAX_START_INDEX) if start is not None else 1
     count_raw = lookup.get("count")
     count = None if count_raw is None else min(max(0, _int(count_raw, "count")), max_count)
     sort_by = lookup.get("sortBy")

@@ -332,25 +332,13 @@ def _put_custom(out: dict[str, Any], key: str, value: Any, rt: ResourceType) -> 
 
 
 _Key = tuple[ResolvedAttribute, str] | None
-_key_cache: dict[tuple[int, str | None, str], tuple[ResourceType, _Key]] = {}
 
 
 def _resolve_key(rt: ResourceType, key: str, urn: str | None) -> _Key:
     """(resolution, canonical dotted name) of a body key such as ``name`` or ``name.givenName``."""
-    cache_key = (id(rt), urn, key)
-    hit = _key_cache.get(cache_key)
-    if hit is not None and hit[0] is rt:
-        return hit[1]
     attr, dot, sub = key.partition(".")
-    resolved = rt.resolve(attr, sub if dot else None, urn)
-    if resolved is None:
-        # Unknown keys are not remembered: their text is the client's choice, of any size.
-        return None
-    if len(_key_cache) >= 4096:
-        _key_cache.clear()
-    found = (resolved, resolved.dotted)
-    _key_cache[cache_key] = (rt, found)
-    return found
+    resolved = rt.resolve(attr, sub if dot else None, urn)  # memoised by the resource type
+    return None if resolved is None else (resolved, resolved.dotted)
 
 
 def _put(out: dict[str, Any], key: _Key, value: Any, rt: ResourceType) -> None:

@@ -358,7 +358,7 @@ async def test_etag_on_post_get_and_patch(scim: Client) -> None:
     first = await _etag(scim, path)
     assert first == reply.headers["ETag"]
     patched = await call(scim, "PATCH", path, patch_body({"op": "Replace", "path": "title", "value": "Dr"}),
-                         expect=(200, 204))
+                         expect=200)
     assert patched.headers.get("ETag"), "no ETag on PATCH"
     second = await _etag(scim, path)
     assert second == patched.headers["ETag"]
@@ -371,7 +371,7 @@ async def test_group_etag_changes_on_member_patch(scim: Client) -> None:
     path = f"{BASE}/Groups/{group['id']}"
     before = await _etag(scim, path)
     add = patch_body({"op": "Add", "path": "members", "value": [{"value": member["id"]}]})
-    reply = await call(scim, "PATCH", path, add, expect=(200, 204))
+    reply = await call(scim, "PATCH", path, add, expect=200)
     assert reply.headers.get("ETag"), "no ETag on group PATCH"
     assert await _etag(scim, path) != before
 
@@ -391,7 +391,7 @@ async def test_if_match_stale_etag_is_412(scim: Client) -> None:
     user = await _user(scim, title="Countess")
     path = f"{BASE}/Users/{user['id']}"
     stale = await _etag(scim, path)
-    await call(scim, "PATCH", path, patch_body({"op": "Replace", "path": "title", "value": "Dr"}), expect=(200, 204))
+    await call(scim, "PATCH", path, patch_body({"op": "Replace", "path": "title", "value": "Dr"}), expect=200)
     reply = await call(scim, "PATCH", path, patch_body({"op": "Replace", "path": "title", "value": "Prof"}),
                        headers={"If-Match": stale})
     assert_error(reply, 412)
@@ -403,7 +403,7 @@ async def test_if_match_current_etag_succeeds(scim: Client) -> None:
     path = f"{BASE}/Users/{user['id']}"
     etag = await _etag(scim, path)
     await call(scim, "PATCH", path, patch_body({"op": "Replace", "path": "title", "value": "Dr"}),
-               headers={"If-Match": etag}, expect=(200, 204))
+               headers={"If-Match": etag}, expect=200)
     assert (await get_user(scim, user["id"]))["title"] == "Dr"
     etag = await _etag(scim, path)
     await call(scim, "PUT", path, minimal_user("ada.lovelace@contoso.com", title="Prof"), headers={"If-Match": etag},
@@ -417,7 +417,7 @@ async def test_if_match_star_succeeds(scim: Client) -> None:
     user = await _user(scim, title="Countess")
     path = f"{BASE}/Users/{user['id']}"
     await call(scim, "PATCH", path, patch_body({"op": "Replace", "path": "title", "value": "Dr"}),
-               headers={"If-Match": "*"}, expect=(200, 204))
+               headers={"If-Match": "*"}, expect=200)
     assert (await get_user(scim, user["id"]))["title"] == "Dr"
 
 
@@ -428,7 +428,7 @@ async def test_if_none_match_current_etag_is_304(scim: Client) -> None:
     reply = await call(scim, "GET", path, headers={"If-None-Match": etag})
     assert reply.status == 304
     assert reply.text == ""
-    await call(scim, "PATCH", path, patch_body({"op": "Replace", "path": "title", "value": "Dr"}), expect=(200, 204))
+    await call(scim, "PATCH", path, patch_body({"op": "Replace", "path": "title", "value": "Dr"}), expect=200)
     fresh = await call(scim, "GET", path, headers={"If-None-Match": etag}, expect=200)
     assert fresh.json["title"] == "Dr"
 
@@ -554,7 +554,7 @@ async def test_rename_changing_only_case_is_allowed(scim: Client) -> None:
     ada = await _user(scim)
     await call(scim, "PATCH", f"{BASE}/Users/{ada['id']}", patch_body(
         {"op": "Replace", "path": "userName", "value": "Ada.Lovelace@contoso.com"}
-    ), expect=(200, 204))
+    ), expect=200)
     assert (await get_user(scim, ada["id"]))["userName"] == "Ada.Lovelace@contoso.com"
     assert (await find_one(scim, "Users", 'userName eq "ada.lovelace@contoso.com"'))["id"] == ada["id"]
 
@@ -563,7 +563,7 @@ async def test_rename_to_own_current_name_is_not_a_conflict(scim: Client) -> Non
     ada = await _user(scim)
     await call(scim, "PATCH", f"{BASE}/Users/{ada['id']}", patch_body(
         {"op": "Replace", "path": "userName", "value": "ada.lovelace@contoso.com"}
-    ), expect=(200, 204))
+    ), expect=200)
     await call(scim, "PUT", f"{BASE}/Users/{ada['id']}", minimal_user("ada.lovelace@contoso.com"), expect=200)
 
 
@@ -575,25 +575,21 @@ async def test_noop_patch_keeps_the_version(scim: Client) -> None:
     await call(scim, "PATCH", path, patch_body(
         {"op": "Replace", "path": "title", "value": "Countess"},
         {"op": "Replace", "path": "active", "value": "True"},
-    ), expect=(200, 204))
+    ), expect=200)
     assert await _etag(scim, path) == before
     assert (await get_user(scim, ada["id"]))["meta"]["lastModified"] == ada["meta"]["lastModified"]
 
 
 async def test_unknown_member_id_is_never_stored(scim: Client) -> None:
-    # Skipping the unknown id or refusing the request are both fine; keeping a member that
-    # names no mailbox is not, since the backend list cannot hold it.
+    # The unknown id is skipped (Entra's flow depends on the others being added); it is never kept,
+    # since the backend list cannot hold it.
     ada = await _user(scim)
     group = await create_group(scim, minimal_group("Analysts"))
     reply = await call(scim, "PATCH", f"{BASE}/Groups/{group['id']}", patch_body(
         {"op": "Add", "path": "members", "value": [{"value": MISSING_ID}, {"value": ada["id"]}]}
-    ), expect=(200, 204, 400, 404))
-    members = member_ids(await get_group(scim, group["id"]))
-    if reply.status >= 400:
-        assert_error(reply, reply.status)
-        assert members == []
-    else:
-        assert members == [ada["id"]]
+    ), expect=200)
+    assert member_ids(reply.json) == [ada["id"]]
+    assert member_ids(await get_group(scim, group["id"])) == [ada["id"]]
 
 
 async def test_group_rename_to_existing_display_name_is_409(scim: Client) -> None:

@@ -124,9 +124,7 @@ def test_environment_variable_is_named(monkeypatch: pytest.MonkeyPatch, capsys: 
 
     err = capsys.readouterr().err
     assert err.startswith("SCIM_GATEWAY_BACKEND: ")
-    installed = err.split("(installed: ", 1)[1].split(")", 1)[0].split(", ")
-    assert "no backend named 'exchange' is installed" in err and " — " in err
-    assert {"cleanmail", "dryrun", "memory"} <= set(installed) and installed == sorted(installed)
+    assert "no backend named 'exchange' is installed (installed: cleanmail, dryrun, " in err and " — " in err
 
 
 def test_backend_secret_missing_is_a_configuration_error(

@@ -35,7 +35,8 @@ literals = (
     | st.booleans()
     | st.integers(min_value=-(10**15), max_value=10**15)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
+    # NUL and lone surrogates are refused in any filter (gateway.scim.limits), so they cannot round-trip.
+    | st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=20)
 )
 
 
@@ -256,3 +257,31 @@ def _only_eq_on(f: Filter, filterable: frozenset[str]) -> bool:
         return False
     resolved = USER_RESOURCE.resolve(f.path.attr, f.path.sub_attr, f.path.urn)
     return resolved is not None and resolved.dotted in filterable and render_path(f.path) == resolved.dotted
+
+
+# The single-comparison shortcut must agree with the general parser on everything it accepts, and
+# refuse (fall through) rather than guess on anything else: both outcomes compared, errors included.
+_fast_like = st.builds(
+    lambda lead, attr, sub, op, value, trail: f"{lead}{attr}{sub}{' ' * 1}{op} \"{value}\"{trail}",
+    st.sampled_from(["", " ", "  ", "\t"]),
+    st.sampled_from(["userName", "externalId", "name", "emails", "x-y_z", "not", "and", "a1"]),
+    st.sampled_from(["", ".givenName", ".value", ".Type", ".a-b"]),
+    st.sampled_from(["eq", "EQ", "Sw", "co", "ew", "ne", "gt", "le", "pr", "xx", "e"]),
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=12),
+    st.sampled_from(["", " ", "  ", ")", " and x pr"]),
+)
+
+
+def _outcome(parse: Any, text: str) -> Any:
+    try:
+        return parse(text)
+    except ScimError as exc:
+        return ("error", exc.status, exc.scim_type)
+
+
+@given(_fast_like | st.text(max_size=40))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_fast_path_agrees_with_the_general_parser(text: str) -> None:
+    from gateway.scim.filter_parser import parse_filter_tokens
+
+    assert _outcome(parse_filter, text) == _outcome(parse_filter_tokens, text)

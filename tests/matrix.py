@@ -1,0 +1,69 @@
+"""The backends the Entra exchange suite runs against, as pytest fixtures ``matrix_<name>``.
+
+Each fixture yields a ``BackendUnderTest``: an adapter on an empty platform. The built-ins
+run in-process; real servers come from their own fixtures (tests/realservers) and skip, or
+fail in CI, where they cannot run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from adapters.base import Adapter
+from adapters.cleanmail.adapter import CleanmailAdapter
+from adapters.cleanmail.mock import create_mock_app
+from adapters.cleanmail.mock_state import MockQuirks
+from adapters.dryrun import DryRunAdapter
+from adapters.memory import MemoryAdapter
+
+LIST_DOMAIN = "lists.example.org"
+MOCK_KEY = "matrix-api-key"
+
+ENTRA_BACKENDS = ["memory", "cleanmail", "dryrun", "jsonfile"]
+"""Every backend in the Entra suite's matrix (real servers add themselves below their fixtures)."""
+
+
+@dataclass
+class BackendUnderTest:
+    name: str
+    adapter: Adapter
+    addresses_only: bool = False
+    """The platform's mailboxes are mail addresses: a userName that is not one is refused (400)."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Gateway settings this backend needs (``make_settings`` keywords)."""
+
+
+ServerFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def matrix_memory() -> BackendUnderTest:
+    return BackendUnderTest("memory", MemoryAdapter())
+
+
+@pytest.fixture
+async def matrix_dryrun() -> BackendUnderTest:
+    return BackendUnderTest("dryrun", DryRunAdapter(MemoryAdapter(), tenant="default"))
+
+
+@pytest.fixture
+async def matrix_cleanmail(aiohttp_server: ServerFactory) -> AsyncIterator[BackendUnderTest]:
+    quirks = MockQuirks(auto_create_domains=True)
+    mock: TestServer = await aiohttp_server(create_mock_app(MOCK_KEY, None, False, quirks, domains=[LIST_DOMAIN]))
+    adapter = CleanmailAdapter(str(mock.make_url("/")), MOCK_KEY, default_domain=LIST_DOMAIN)
+    yield BackendUnderTest("cleanmail", adapter, addresses_only=True)
+
+
+@pytest.fixture
+async def matrix_jsonfile(tmp_path: Path) -> BackendUnderTest:
+    from scim_jsonfile import JsonFileAdapter  # the example plugin (examples/backend-plugin), installed by make
+
+    adapter = JsonFileAdapter(tmp_path / "mail.json", "{slug}@{domain}", LIST_DOMAIN)
+    await adapter.start()
+    return BackendUnderTest("jsonfile", adapter, addresses_only=True)
