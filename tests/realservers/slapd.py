@@ -91,6 +91,22 @@ def _server_tool(name: str) -> str:
     return shutil.which(name) or f"/usr/sbin/{name}"
 
 
+def _wait_until_stopped(pid: int, timeout: float = 2.0) -> None:
+    """Return once every thread of ``pid`` is stopped: a signal takes effect when each thread is next
+    scheduled, and on a busy machine a worker may otherwise still answer a request sent right after it."""
+    deadline = time.monotonic() + timeout
+    tasks = Path(f"/proc/{pid}/task")
+    while time.monotonic() < deadline:
+        states = []
+        for task in tasks.iterdir() if tasks.exists() else ():
+            with contextlib.suppress(OSError):
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.005)
+    raise RuntimeError(f"slapd (pid {pid}) did not stop within {timeout:.0f}s")
+
+
 class LdapToolError(RuntimeError):
     """An OpenLDAP command-line tool failed; ``result_code`` is the LDAP result code it exited with."""
 
@@ -279,6 +295,7 @@ class Slapd:
             raise RuntimeError("slapd is not running")
         self._process.send_signal(signal.SIGSTOP)
         try:
+            _wait_until_stopped(self._process.pid)
             yield
         finally:
             self._process.send_signal(signal.SIGCONT)
