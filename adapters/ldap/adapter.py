@@ -151,24 +151,28 @@ class LdapAdapter:
         found = await self._users(flt, "look up address")
         return found[0] if found else None
 
+    async def _list_with_address(self, address: str) -> str | None:
+        mail = self.profile.group_mail_attribute
+        if not mail:
+            return None
+        flt = f"(&{self.layout.group_class_filter()}({mail}={_escape(address)}))"
+        lists = await self.directory.search(self.layout.groups_dn, flt, ["1.1"], "look up address")
+        return lists[0][0] if lists else None
+
     async def _check_address_free(self, address: str, own_key: str | None = None) -> None:
         """slapd does not keep mail unique: the adapter does, across mailboxes and lists."""
         user = await self._user_with_address(address)
         if user is not None and user.key != own_key:
             raise AlreadyExists(user.key, f"the address {address} belongs to the mailbox {user.key}")
-        mail = self.profile.group_mail_attribute
-        if mail:
-            flt = f"(&{self.layout.group_class_filter()}({mail}={_escape(address)}))"
-            lists = await self.directory.search(self.layout.groups_dn, flt, ["1.1"], "look up address")
-            if lists:
-                raise Rejected(f"the address {address} belongs to the distribution list {lists[0][0]}",
-                               scim_type="uniqueness", status=409)
+        listed = await self._list_with_address(address)
+        if listed is not None:
+            raise Rejected(f"the address {address} belongs to the distribution list {listed}",
+                           scim_type="uniqueness", status=409)
 
     # --- users: writes ----------------------------------------------------------------
 
     async def create_user(self, attributes: Attributes) -> UserRecord:
         address = user_name(attributes)
-        await self._check_address_free(address)
         dn = user_dn(self.layout, attributes)
         values = user_values(self.layout, attributes)
         active = attributes.get("active", True) is not False
@@ -184,10 +188,41 @@ class LdapAdapter:
                 raise AlreadyExists(taken.key, f"the mailbox {address} already exists") from None
             raise Rejected(f"the entry {dn} already exists for another address; choose a user_dn_template that "
                            "tells these addresses apart", scim_type="uniqueness", status=409) from None
+        try:
+            await self._keep_address_unique(dn, address)
+        except Unavailable as failure:
+            raise Unavailable(f"{failure.detail}; the mailbox {dn} was created", may_apply=True) from None
         password = attributes.get("password")
         if isinstance(password, str) and password:
             await self._first_password(dn, password, active)
         return user_record(self.layout, dn, values)
+
+    async def _keep_address_unique(self, dn: str, address: str) -> None:
+        """slapd does not keep mail unique: look right after the add, and take the new entry back if it
+        made a second holder of the address.
+
+        Looking after rather than before makes the add the first thing a create sends (so a lost
+        answer means "may have been applied"), and two creates racing for one address agree on
+        which entry stays: the older one.
+        """
+        mail = self.profile.mail_attribute
+        found = await self.directory.search(
+            self.layout.users_dn, self._user_filter(f"({mail}={_escape(address)})"),
+            ["createTimestamp", "entryCSN"], "create mailbox: address check")
+        own = dns.normalize(dn)
+        others = [entry for entry in found if dns.normalize(entry[0]) != own]
+        listed = await self._list_with_address(address)
+        if not others and listed is None:
+            return
+        keeper = min(found, key=lambda e: (e[1].get("createtimestamp", [""])[0], e[1].get("entrycsn", [""])[0],
+                                           dns.normalize(e[0])))
+        if listed is None and dns.normalize(keeper[0]) == own:
+            return  # a create racing with this one made the other entry, and takes it back
+        await self._undo_create(dn)
+        if listed is not None:
+            raise Rejected(f"the address {address} belongs to the distribution list {listed}",
+                           scim_type="uniqueness", status=409)
+        raise AlreadyExists(dns.normalize(keeper[0]), f"the address {address} belongs to the mailbox {keeper[0]}")
 
     async def _first_password(self, dn: str, password: str, active: bool) -> None:
         try:
@@ -235,6 +270,8 @@ class LdapAdapter:
             if active != is_active(self.layout, current):
                 changed[LOCK_ATTRIBUTE] = [] if active else [PERMANENTLY_LOCKED]
         new_dn = f"{new_rdn},{dns.parent(state.dn)}" if renaming else state.dn
+        if "userName" in changes:
+            await self._check_address_free(user_name(wanted_attributes), own_key=record.key)
         if renaming and await self.directory.exists(new_dn, "rename mailbox"):
             raise Rejected(f"cannot rename to {new_dn}: another entry has that DN", scim_type="uniqueness", status=409)
         try:
@@ -325,11 +362,6 @@ class LdapAdapter:
         except dns.DnError:
             return None
 
-    async def _group_named(self, name: str) -> GroupRecord | None:
-        found = await self._groups(f"({self.profile.group_name_attribute}={_escape(name)})", "look up list")
-        folded = name.lower()
-        return next((g for g in found if str(g.attributes.get("displayName", "")).lower() == folded), None)
-
     def _list_address(self, name: str) -> str | None:
         if not self.profile.group_mail_attribute or not self.layout.list_domain:
             return None
@@ -337,9 +369,6 @@ class LdapAdapter:
 
     async def create_group(self, attributes: Attributes, member_keys: Sequence[str]) -> GroupRecord:
         name = group_name(attributes)
-        existing = await self._group_named(name)
-        if existing is not None:
-            raise AlreadyExists(existing.key, f"a list named {name!r} already exists")
         dn = group_dn(self.layout, name)
         members = list(dict.fromkeys(dns.normalize(k) for k in member_keys)) or [self.layout.placeholder_member]
         values: dict[str, list[str]] = {

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import select
 import ssl
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -50,6 +52,8 @@ T = TypeVar("T")
 CLIENT_REFUSED = -1
 """Not a result code: ldap3 refused to send a value (a password SASLprep rejects, a malformed DN)."""
 SIZE_LIMIT_EXCEEDED = 4
+INVALID_CREDENTIALS = 49
+BIND_REFUSAL_PAUSE_S = 30.0
 NO_SUCH_OBJECT = 32
 BUSY = 51
 UNAVAILABLE = 52
@@ -94,6 +98,8 @@ class ConnectionSettings:
     bind_password: str
     start_tls: bool = False
     ca_file: Path | None = None
+    tls_server_name: str | None = None
+    """The name the directory's certificate must carry, when it is not the URL's host."""
     pool_size: int = 8
     timeout: float = 5.0
     """Seconds one operation may wait for its answer."""
@@ -185,6 +191,9 @@ class LdapPool:
         self._executor: ThreadPoolExecutor | None = None
         self._idle: asyncio.LifoQueue[_Slot] | None = None
         self._slots: list[_Slot] = []
+        self._binds_refused_until = 0.0
+        """After the directory refused the credentials, no bind is tried until then (monotonic)."""
+        self._bind_refusal: Unavailable | None = None
 
     def _make_server(self) -> ldap3.Server:
         """A new Server per connection: ldap3 marks an address dead for 5 s after one refused connect,
@@ -193,18 +202,54 @@ class LdapPool:
         tls = None
         if s.url.lower().startswith("ldaps://") or s.start_tls:
             # No version: the standard library's default context (TLS 1.2 or newer); ldap3 checks the host name.
-            tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(s.ca_file) if s.ca_file else None)
+            names = [s.tls_server_name] if s.tls_server_name else None
+            tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(s.ca_file) if s.ca_file else None,
+                            valid_names=names, sni=s.tls_server_name)
         # get_info=NONE: the default reads the whole schema on every new connection.
         return ldap3.Server(s.url, get_info=ldap3.NONE, connect_timeout=s.connect_timeout, tls=tls)
 
     async def start(self) -> None:
+        """Open and bind the connections, as far as the directory answers within ``connect_timeout``.
+
+        A directory that is down does not stop the start: its connections are opened on first
+        use. Bound connections mean a write is the first thing an operation sends, so a lost
+        answer is a lost answer to the write.
+        """
         if self._executor is not None:
             return
         self._executor = ThreadPoolExecutor(self.settings.pool_size, thread_name_prefix="ldap")
         self._idle = asyncio.LifoQueue()
         self._slots = [_Slot() for _ in range(self.settings.pool_size)]
-        for slot in self._slots:
-            self._idle.put_nowait(slot)
+        first, *rest = self._slots
+        await self._warm_up([first])
+        if first.connection is None:
+            # Not answering, or refusing the credentials: more binds would only add failed attempts
+            # (which a password policy may count towards locking the service account).
+            for slot in rest:
+                self._idle.put_nowait(slot)
+            return
+        await self._warm_up(rest)
+
+    async def _warm_up(self, slots: list[_Slot]) -> None:
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        warming = []
+        for slot in slots:
+            future = loop.run_in_executor(self._executor, self._warm, slot)
+            # A slot is handed out only once its connection attempt is over.
+            future.add_done_callback(functools.partial(self._slot_ready, slot))
+            warming.append(future)
+        if warming:
+            await asyncio.wait(warming, timeout=self.settings.connect_timeout)
+
+    def _slot_ready(self, slot: _Slot, _: object) -> None:
+        self._give_back(slot)
+
+    def _warm(self, slot: _Slot) -> None:
+        try:
+            self._ready_connection(slot)
+        except Exception as err:  # the first operation on this slot tries again and reports
+            log.info("ldap: no connection to %s at start: %s", self.settings.url, err)
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None
@@ -310,6 +355,9 @@ class LdapPool:
 
     def _connect(self) -> ldap3.Connection:
         s = self.settings
+        if self._bind_refusal is not None and time.monotonic() < self._binds_refused_until:
+            # Every bind with wrong credentials counts towards a password policy's lockout of the account.
+            raise self._bind_refusal
         connection = ldap3.Connection(
             self._make_server(), s.bind_dn, s.bind_password, client_strategy=ldap3.SYNC, auto_bind=ldap3.AUTO_BIND_NONE,
             raise_exceptions=True, read_only=False,
@@ -323,7 +371,11 @@ class LdapPool:
             connection.bind()
         except ldap_errors.LDAPOperationResult as err:
             _quietly_unbind(connection)
-            raise self._verdict(err, binding=True) from err
+            verdict = self._verdict(err, binding=True)
+            if isinstance(verdict, Unavailable) and err.result == INVALID_CREDENTIALS:
+                self._bind_refusal = verdict
+                self._binds_refused_until = time.monotonic() + BIND_REFUSAL_PAUSE_S
+            raise verdict from err
         except (ldap_errors.LDAPException, OSError) as err:
             _quietly_unbind(connection)
             # Nothing of the caller's operation was sent yet: any operation may try again.

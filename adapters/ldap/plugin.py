@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -59,6 +60,9 @@ class LdapSettings(BackendSettingsModel):
     ca_file: Path | None = Field(
         default=None, description="PEM file of the CA(s) that signed the directory's certificate (default: the "
                                   "system's trust store).")
+    tls_server_name: str | None = Field(
+        default=None, description="Host name the directory's certificate must carry when it is not url's host "
+                                  "(a tunnel or proxy in between).")
     profile: str = Field(default="generic", description=f"Layout preset: {', '.join(PROFILES)}.")
     user_object_classes: list[str] | None = Field(
         default=None, description="Object classes of a new mailbox entry (default: the profile's).")
@@ -187,13 +191,27 @@ def create(settings: LdapSettings, context: BackendContext) -> LdapAdapter:
     )
     connection = ConnectionSettings(
         url=settings.url, bind_dn=settings.bind_dn, bind_password=settings.password(), start_tls=settings.start_tls,
-        ca_file=settings.ca_file, pool_size=settings.pool_size, timeout=settings.timeout,
-        connect_timeout=settings.connect_timeout, deadline=settings.deadline,
+        ca_file=settings.ca_file, tls_server_name=settings.tls_server_name, pool_size=settings.pool_size,
+        timeout=settings.timeout, connect_timeout=settings.connect_timeout, deadline=settings.deadline,
     )
     return LdapAdapter(layout, connection)
 
 
+def _endpoint(settings: LdapSettings) -> tuple[str, int]:
+    url = urlsplit(settings.url)
+    return url.hostname or "localhost", url.port or (636 if url.scheme.lower() == "ldaps" else 389)
+
+
+def _relocate(settings: LdapSettings, host: str, port: int) -> LdapSettings:
+    """The same directory reached at ``host:port`` (a proxy); TLS still checks the directory's own name."""
+    url = urlsplit(settings.url)
+    tls = url.scheme.lower() == "ldaps" or settings.start_tls
+    server_name = settings.tls_server_name or (url.hostname if tls else None)
+    moved = urlunsplit((url.scheme, f"{host}:{port}", url.path, url.query, url.fragment))
+    return settings.model_copy(update={"url": moved, "tls_server_name": server_name})
+
+
 PLUGIN = BackendPlugin(
     name="ldap", summary="An LDAP directory (OpenLDAP and alike): inetOrgPerson mailboxes, groupOfNames lists.",
-    settings=LdapSettings, create=create, location=lambda s: s.url,
+    settings=LdapSettings, create=create, location=lambda s: s.url, endpoint=_endpoint, relocate=_relocate,
 )
