@@ -10,10 +10,7 @@ import pytest
 from adapters.ldap.adapter import LdapAdapter
 from adapters.ldap.plugin import PLUGIN, LdapSettings
 from adapters.plugins import BackendContext
-from tests.realservers.conftest_slapd import slapd, slapd_refint, slapd_tls
 from tests.realservers.slapd import Slapd
-
-__all__ = ["slapd", "slapd_refint", "slapd_tls"]
 
 AdapterFactory = Callable[..., Awaitable[LdapAdapter]]
 

@@ -70,6 +70,19 @@ async def test_user_name_is_unique_and_found_case_insensitively(server: Slapd, a
     assert clash.value.existing_key == record.key
 
 
+async def test_an_address_held_by_another_entry_is_taken(server: Slapd, adapter: LdapAdapter) -> None:
+    address = _address(server)
+    foreign = f"cn={server.fresh_name('foreign')},{server.users_dn}"
+    server.add(foreign, {"objectClass": "inetOrgPerson", "cn": "f", "sn": "f", "mail": address.upper()})
+
+    with pytest.raises(AlreadyExists) as clash:
+        await adapter.create_user({"userName": address})
+
+    assert clash.value.existing_key == foreign.lower()
+    assert server.read(f"uid={address},{server.users_dn}") is None  # the new entry was taken back
+    assert [e.dn for e in server.search(server.users_dn, f"(mail={address})", ["1.1"])] == [foreign]
+
+
 async def test_password_lock_and_unlock(server: Slapd, adapter: LdapAdapter) -> None:
     record = await adapter.create_user({"userName": _address(server), "password": "First-Pass-1"})
     dn = _dn(record.state)

@@ -1,5 +1,2 @@
-"""Fixtures for real servers; each server's fixtures live in their own module."""
-
-from tests.realservers.conftest_slapd import slapd, slapd_refint, slapd_tls
-
-__all__ = ["slapd", "slapd_refint", "slapd_tls"]
+"""Fixtures for real servers: each server's fixtures live in their own module, registered for the whole
+suite by tests/matrix.py (a plugin of the root conftest), so each server runs once per session."""
