@@ -172,15 +172,18 @@ def markdown(data: dict[str, Any]) -> list[str]:
         lines.append(f"| {s['step']} | `{s['request']}` | {s['backend_calls']} | {kinds} |")
     cycle = data.get("cycle")
     if cycle:
+        gateway_ms = cycle["gateway_cpu_pct"] / 100 * cycle["wall_s"] * 1000 / max(1, cycle["scim_ops"])
+        slapd_ms = cycle["slapd_cpu_s"] * 1000 / max(1, cycle["backend_calls"])
         lines += ["", f"Entra's initial cycle: {cycle['users']:,} users, {cycle['groups']:,} groups, memberships in "
                       f"batches, concurrency {cycle['concurrency']}:", "",
                   "| wall s | users s | groups s | members s | SCIM ops | ops/s | LDAP ops | per SCIM op "
-                  "| gateway CPU % | slapd CPU s | errors |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+                  "| gateway CPU ms per SCIM op | slapd CPU ms per LDAP op | other load on the gateway core | errors |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
                   f"| {cycle['wall_s']:.1f} | {cycle['phases']['users_s']:.1f} | {cycle['phases']['groups_s']:.1f} "
                   f"| {cycle['phases']['memberships_s']:.1f} | {cycle['scim_ops']:,} | {cycle['scim_ops_per_s']:,.0f} "
-                  f"| {cycle['backend_calls']:,} | {cycle['ldap_ops_per_scim_op']} | {cycle['gateway_cpu_pct']} "
-                  f"| {cycle['slapd_cpu_s']} | {sum(cycle['errors'].values())} |"]
+                  f"| {cycle['backend_calls']:,} | {cycle['ldap_ops_per_scim_op']} | {gateway_ms:.2f} "
+                  f"| {slapd_ms:.2f} | {cycle['foreign_cpu_pct']:.0f}% | {sum(cycle['errors'].values())} |",
+                  "", "LDAP operations: " + ", ".join(f"{k} ×{v:,}" for k, v in cycle["backend_by_endpoint"].items())]
     return lines
 
 
