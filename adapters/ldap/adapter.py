@@ -72,7 +72,8 @@ from adapters.ldap.profiles import PERMANENTLY_LOCKED
 log = logging.getLogger(__name__)
 
 READY_DEADLINE_S = 3.0
-MAX_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 10000
+"""Every listing reads the whole container (LDAP has no offsets): large pages keep a full scan to a few reads."""
 
 
 class LdapAdapter:
