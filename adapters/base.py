@@ -74,6 +74,9 @@ class Capabilities:
     group_attributes: frozenset[str] = frozenset({"displayName", "members"})
     group_filterable: frozenset[str] = frozenset({"displayName"})
     max_page_size: int = 1000
+    counts_platform_calls: bool = False
+    """True when the backend calls ``adapters.telemetry.spend()`` for every request it sends to
+    its platform; otherwise the gateway counts each adapter call as one (in-process backends)."""
 
 
 @dataclass

@@ -24,6 +24,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TENANT = "default"
+DEFAULT_CALL_BUDGET = 50
+"""Entra's heaviest request (a group PATCH, a create with its uniqueness look-up) needs under ten."""
 _HASH = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
@@ -94,6 +96,14 @@ class TenantSettings(BaseModel):
         default=None, gt=0, description="Requests per second this tenant may send (burst: 2 s worth)."
     )
     dry_run: bool = Field(default=False, description="Answer Entra but send no write to the backend.")
+    backend_call_budget: int = Field(
+        default=DEFAULT_CALL_BUDGET, ge=1, description="Most calls to the mail platform one SCIM request may make; "
+        "a filter that would need more is refused (400 invalidFilter).",
+    )
+    allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list, description="Client networks (CIDRs) this tenant's requests may come from, e.g. "
+        "Entra's provisioning ranges; others get 403 (empty: any).",
+    )
 
     @field_validator("token_hashes")
     @classmethod
@@ -132,6 +142,14 @@ class Settings(BaseSettings):
     )
     domains: list[str] = Field(default_factory=list, description="Default tenant's mail domains (empty: any).")
     dry_run: bool = Field(default=False, description="Default tenant: answer Entra but send no backend write.")
+    backend_call_budget: int = Field(
+        default=DEFAULT_CALL_BUDGET, ge=1, description="Default tenant: most calls to the mail platform one SCIM "
+        "request may make.",
+    )
+    allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list, description="Default tenant: client networks (CIDRs) requests may come from (empty: "
+        "any).",
+    )
     tenants: dict[str, TenantSettings] = Field(default_factory=dict, description="Tenants (TOML [tenants.NAME]).")
     state: str = Field(
         default="sqlite:///scim-gateway-state.sqlite3",
@@ -174,6 +192,10 @@ class Settings(BaseSettings):
     )
     tls_cert_file: Path | None = Field(default=None, description="PEM certificate chain: serve HTTPS (TLS >= 1.2).")
     tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file.")
+    auth_failures_per_minute: int = Field(
+        default=30, ge=0, description="Failed authentications one client address may make per minute (burst: as "
+        "many) before it gets 429 (0: no limit).",
+    )
     request_timeout: float = Field(
         default=60.0, gt=0, description="Seconds one SCIM request may take, backend calls and retries included, "
         "before it is answered 503 with Retry-After.",
@@ -240,6 +262,8 @@ class Settings(BaseSettings):
                 concurrency=self.backend_concurrency,
                 queue_timeout=self.backend_queue_timeout,
                 dry_run=self.dry_run,
+                backend_call_budget=self.backend_call_budget,
+                allowed_networks=self.allowed_networks,
             )
         if not tenants:
             raise ValueError("no tenant: set SCIM_GATEWAY_TOKEN, or declare [tenants.NAME] in the config file")

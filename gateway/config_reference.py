@@ -34,7 +34,7 @@ def _default(field: FieldInfo) -> str:
 def _type(field: FieldInfo) -> str:
     text = str(field.annotation).replace("typing.", "").replace("pydantic.types.", "")
     text = text.replace("<class '", "").replace("'>", "").replace("pathlib.", "")
-    return text.replace("gateway.config.", "").replace("|", "or")
+    return text.replace("gateway.config.", "").replace("pydantic.networks.", "").replace("|", "or")
 
 
 def _rows(model: type[BaseModel], env_prefix: str | None, toml_prefix: str) -> list[str]:

@@ -33,3 +33,11 @@ class RateLimiter:
         """Whether the bucket has refilled completely (its owner may forget it)."""
         self._refill()
         return self._tokens >= self.capacity
+
+    def tokens_left(self) -> float:
+        self._refill()
+        return self._tokens
+
+    def seconds_until_token(self) -> float:
+        """Seconds until one token is free (0 when one is)."""
+        return max(0.0, (1.0 - self.tokens_left()) / self.rate)

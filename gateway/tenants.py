@@ -35,7 +35,8 @@ def build_tenant(
     tenant_id: str, settings: TenantSettings, adapter: Adapter, store: StateStore, *, max_page_size: int,
     landing_window_s: float = 5.0, max_patch_operations: int = 1000,
 ) -> Tenant:
-    guard = BackendGuard(settings.concurrency, settings.queue_timeout)
+    guard = BackendGuard(settings.concurrency, settings.queue_timeout,
+                         adapter_counts_calls=adapter.capabilities.counts_platform_calls)
     ctx = TenantContext(tenant_id, adapter, store, guard, max_page_size, frozenset(settings.domains),
                         landing_window_s, max_patch_operations)
     limiter = RateLimiter(settings.rate_limit_per_s) if settings.rate_limit_per_s else None

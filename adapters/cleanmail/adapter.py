@@ -72,6 +72,7 @@ CAPABILITIES = Capabilities(
     group_attributes=frozenset({"displayName", "members"}),
     group_filterable=frozenset({"displayName"}),
     max_page_size=1000,
+    counts_platform_calls=True,
 )
 
 

@@ -32,6 +32,7 @@ import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from yarl import URL
 
+from adapters import telemetry
 from adapters.base import AlreadyExists, NotFound, RateLimited, Rejected, Unavailable
 from adapters.telemetry import note_retry
 
@@ -272,6 +273,7 @@ class CleanmailClient:
         remaining = call.deadline_at - asyncio.get_running_loop().time()
         budget = min(self.policy.attempt_timeout, remaining)
         timeout = aiohttp.ClientTimeout(total=budget, connect=min(self.policy.connect_timeout, budget))
+        telemetry.spend()
         self.stats.attempts += 1
         try:
             async with self._session.request(call.method, url, params=params, json=body, timeout=timeout) as response:

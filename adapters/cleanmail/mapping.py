@@ -19,6 +19,8 @@ USER_FILTERS = {"username": "userName", "active": "active"}
 GROUP_FILTERS = {"displayname": "displayName"}
 CASE_INSENSITIVE = frozenset({"userName", "displayName"})
 MAX_LOCAL_PART = 64
+MAX_CONJUNCTIONS = 64
+"""One call per term: a filter that expands to more is refused, never sent as thousands of calls."""
 
 
 def to_conjunctions(expr: Filter | None, allowed: Mapping[str, str]) -> list[Conjunction]:
@@ -35,11 +37,19 @@ def to_conjunctions(expr: Filter | None, allowed: Mapping[str, str]) -> list[Con
             raise Rejected(f"Cleanmail cannot evaluate the filter on {name!r} {expr.op}", scim_type="invalidFilter")
         return [{allowed[name]: expr.value}]
     if isinstance(expr, Or):
-        return to_conjunctions(expr.left, allowed) + to_conjunctions(expr.right, allowed)
+        terms = to_conjunctions(expr.left, allowed) + to_conjunctions(expr.right, allowed)
+        if len(terms) > MAX_CONJUNCTIONS:
+            raise Rejected(f"the filter expands to more than {MAX_CONJUNCTIONS} lookups on Cleanmail",
+                           scim_type="invalidFilter")
+        return terms
     if isinstance(expr, And):
+        lefts, rights = to_conjunctions(expr.left, allowed), to_conjunctions(expr.right, allowed)
+        if len(lefts) * len(rights) > MAX_CONJUNCTIONS:
+            raise Rejected(f"the filter expands to more than {MAX_CONJUNCTIONS} lookups on Cleanmail",
+                           scim_type="invalidFilter")
         merged: list[Conjunction] = []
-        for left in to_conjunctions(expr.left, allowed):
-            for right in to_conjunctions(expr.right, allowed):
+        for left in lefts:
+            for right in rights:
                 both = _merge(left, right)
                 if both is not None:
                     merged.append(both)

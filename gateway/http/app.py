@@ -13,8 +13,10 @@ from aiohttp.typedefs import Middleware
 
 from adapters.base import Adapter, HealthCheck
 from gateway.config import DEFAULT_TENANT, Settings
+from gateway.http.edge import EdgeGuard
 from gateway.http.handlers import ScimHandlers
 from gateway.http.middleware import (
+    EDGE_KEY,
     IDEMPOTENCY_KEY,
     REGISTRY_KEY,
     REQUEST_TIMEOUT_KEY,
@@ -135,6 +137,7 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes,
                           handler_args={"lingering_time": 0})
     app[REQUEST_TIMEOUT_KEY] = settings.request_timeout
+    app[EDGE_KEY] = EdgeGuard((t.allowed_networks for t in tenants.values()), settings.auth_failures_per_minute)
     metrics = Metrics()
     store = metrics.timed_store(store or make_store(settings.state))
     registry = TenantRegistry()

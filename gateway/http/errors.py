@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.base import AlreadyExists, BackendError, NotFound, RateLimited, Rejected, Unavailable
+from adapters.telemetry import BudgetExhausted
 from gateway.provisioning.errors import Backpressure
 from gateway.scim.errors import ScimError
 
@@ -18,6 +19,8 @@ def as_scim_error(exc: ScimError | BackendError) -> ScimError:
         return ScimError(404, exc.detail)
     if isinstance(exc, AlreadyExists):
         return ScimError(409, exc.detail, "uniqueness")
+    if isinstance(exc, BudgetExhausted):
+        return ScimError(400, f"The request is too costly: {exc.reason}; narrow it down.", exc.scim_type)
     if isinstance(exc, Rejected):
         return ScimError(exc.status, f"The mail platform rejected the request: {exc.reason}", exc.scim_type)
     if isinstance(exc, Unavailable):

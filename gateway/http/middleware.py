@@ -12,8 +12,10 @@ from aiohttp import web
 from adapters import telemetry
 from adapters.base import BackendError
 from gateway.http.body import ClientGone, read_body
+from gateway.http.edge import EdgeGuard, allows
 from gateway.http.errors import as_scim_error
 from gateway.http.observe import METRICS_KEY, describe, safe_request_id
+from gateway.http.proxy import CLIENT_IP_KEY
 from gateway.http.render import error_response
 from gateway.metrics import NO_TENANT
 from gateway.provisioning.idempotency import IdempotencyKeys, StoredReply, fingerprint
@@ -31,6 +33,7 @@ IDEMPOTENCY_KEY: web.AppKey[IdempotencyKeys] = web.AppKey("idempotency", Idempot
 _REPLAYED_HEADERS = ("Content-Type", "Location", "ETag")
 TENANT_KEY: web.RequestKey[Tenant] = web.RequestKey("tenant", Tenant)
 REQUEST_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("request_timeout", float)
+EDGE_KEY: web.AppKey[EdgeGuard] = web.AppKey("edge", EdgeGuard)
 
 
 def _http_error(exc: web.HTTPException) -> ScimError:
@@ -128,14 +131,28 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith(SCIM_PREFIX):
         return await handler(request)
+    edge = request.app[EDGE_KEY]
+    client = request.get(CLIENT_IP_KEY, "unknown")
+    if not edge.admits(client):
+        raise ScimError(403, f"Requests from {client} are not accepted by this gateway.")
+    wait = edge.lockout(client)
+    if wait is not None:
+        telemetry.note_throttle("auth_failures")
+        raise ScimError(429, "Too many failed authentications from this address; retry later.", retry_after=wait)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ScimError(401, "Missing bearer token: send 'Authorization: Bearer <Secret Token>'.")
-    tenant = request.app[REGISTRY_KEY].authenticate(token.strip())
+    tenant = request.app[REGISTRY_KEY].authenticate(token.strip()) if scheme.lower() == "bearer" else None
     if tenant is None:
+        edge.failed(client)
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ScimError(401, "Missing bearer token: send 'Authorization: Bearer <Secret Token>'.")
         raise ScimError(401, "The bearer token is not valid for this gateway.")
+    if tenant.settings.allowed_networks and not allows(tenant.settings.allowed_networks, client):
+        raise ScimError(403, f"Requests from {client} are not accepted for this tenant.")
     request[TENANT_KEY] = tenant
+    stats = telemetry.current()
+    if stats is not None:
+        stats.budget = tenant.settings.backend_call_budget
     # Text that may not reach the store, the backend or the logs: checked once, for every parameter.
     for key, value in request.query.items():
         check_unicode(key, "a query parameter name")

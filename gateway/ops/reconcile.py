@@ -42,7 +42,7 @@ from gateway.wiring import make_adapter, make_store
 USER, GROUP = USER_RESOURCE.name, GROUP_RESOURCE.name
 PAGE_SIZE = 200
 EXIT_IN_SYNC, EXIT_DRIFT, EXIT_CONFIG, EXIT_FAILED = 0, 1, 2, 3
-KINDS = ("unknown", "dead_mapping", "attribute")
+KINDS = ("unknown", "dead_mapping", "attribute", "skipped_members")
 _NOUNS = {USER: ("mailbox", "mailboxes"), GROUP: ("list", "lists")}
 
 
@@ -62,6 +62,8 @@ class Drift:
         out: dict[str, Any] = {"kind": self.kind, "resource_type": self.resource_type, "key": self.key, "id": self.id}
         if self.kind == "attribute":
             out.update(attribute=self.attribute, store_value=self.store_value, backend_value=self.backend_value)
+        if self.kind == "skipped_members":
+            out["member_ids"] = self.store_value
         out["action"] = self.action
         return out
 
@@ -70,6 +72,9 @@ class Drift:
             text = "in the backend, not mapped by the gateway"
         elif self.kind == "dead_mapping":
             text = "mapped, but gone from the backend"
+        elif self.kind == "skipped_members":
+            text = (f"members Entra sent that name no provisioned user (nested groups or unknown ids), not on "
+                    f"the list: {', '.join(self.store_value)}")
         else:
             text = f"{self.attribute}: Entra sent {self.store_value!r}, the backend has {self.backend_value!r}"
         return f"{text} [{self.action}]" if self.action else text
@@ -116,7 +121,9 @@ class Report:
             scanned.append(f"{n} {singular if n == 1 else plural} against {m} mapping{'s' * (m != 1)}")
         s = self.summary()
         found = (f"{s['unknown']} unknown, {s['dead_mapping']} dead mapping{'s' * (s['dead_mapping'] != 1)}, "
-                 f"{s['attribute']} attribute difference{'s' * (s['attribute'] != 1)}") if self.drift else "no drift"
+                 f"{s['attribute']} attribute difference{'s' * (s['attribute'] != 1)}, "
+                 f"{s['skipped_members']} list{'s' * (s['skipped_members'] != 1)} with skipped members"
+                 ) if self.drift else "no drift"
         lines.append(f"scanned {', '.join(scanned)}: {found}")
         if self.fix:
             lines.append(f"fixed: {s['adopted']} adopted, {s['dropped']} mapping{'s' * (s['dropped'] != 1)} dropped;"
@@ -233,6 +240,11 @@ class Reconciler:
                 break
             for stored in batch:
                 checked += 1
+                skipped = stored.notes.get("skipped_members")
+                if skipped:
+                    # Not repairable here: the platform cannot hold them; listed so an admin can see them.
+                    self.drift.append(Drift("skipped_members", rt, stored.backend_key, stored.id,
+                                            store_value=list(skipped), action="left alone"))
                 if stored.backend_key in seen or (stored.backend_key and await self._exists(rt, stored.backend_key)):
                     continue
                 drift = Drift("dead_mapping", rt, stored.backend_key, stored.id)

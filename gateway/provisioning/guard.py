@@ -50,8 +50,9 @@ def outcome_label(exc: BaseException | None) -> str:
 
 
 class BackendGuard:
-    def __init__(self, concurrency: int, queue_timeout: float) -> None:
+    def __init__(self, concurrency: int, queue_timeout: float, *, adapter_counts_calls: bool = False) -> None:
         self._slots = asyncio.Semaphore(concurrency)
+        self._adapter_counts_calls = adapter_counts_calls
         self._queue_timeout = queue_timeout
         self.calls = 0
         self.in_flight = 0
@@ -85,6 +86,8 @@ class BackendGuard:
 
     async def call(self, operation: str, fn: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run one adapter call, labelled ``operation`` in metrics and logs."""
+        if not self._adapter_counts_calls:
+            telemetry.spend()  # the adapter does not count its platform calls: this one call is one
         trial = self._admit()
         outcome = UNSETTLED
         try:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from adapters.base import Filter
+from adapters.telemetry import BudgetExhausted
 from gateway.provisioning.context import lock_key
 from gateway.provisioning.kinds import Record
 from gateway.provisioning.mappings import adopt
 from gateway.provisioning.rendering import Resource, apply_projection, sort_resources
 from gateway.scim import filter as scim_filter
+from gateway.scim.errors import invalid_filter
 from gateway.scim.query import ListQuery, Projection
 from gateway.store.base import StoredResource
 
@@ -42,7 +44,14 @@ class Lister:
         if query.filter is not None:
             flt = scim_filter.parse_filter(query.filter)
             predicate = scim_filter.validate(flt, self.rt)
-            pairs = await self._candidates(flt)
+            try:
+                pairs = await self._candidates(flt)
+            except BudgetExhausted as exc:
+                raise invalid_filter(
+                    f"The filter cannot be answered within {exc.budget} calls to the mail platform, this tenant's "
+                    "budget per request: the platform cannot evaluate it, and reading every object would take more. "
+                    "Filter by userName, externalId or id (or displayName for groups)."
+                ) from None
         else:
             predicate = None
             pairs = await self.with_mappings(await self._scan(None))

@@ -33,8 +33,9 @@ class MemberDirectory:
         return ids
 
     async def keys_for(self, member_ids: Sequence[str], group: str, known: dict[str, str] | None = None
-                       ) -> dict[str, str]:
-        """SCIM id → mailbox key for each id that names a provisioned User, in the given order.
+                       ) -> tuple[dict[str, str], list[str]]:
+        """SCIM id → mailbox key for each id that names a provisioned User, in the given order; and the
+        ids that name none, skipped.
 
         ``known`` (id → key, e.g. the current members) spares the store a lookup per member:
         adding one member to a list of thousands looks up one id.
@@ -64,4 +65,4 @@ class MemberDirectory:
             key = known.get(m) or (users[m].backend_key if m in users else None)
             if key is not None:
                 keys[m] = key
-        return keys
+        return keys, missing

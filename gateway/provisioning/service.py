@@ -51,6 +51,8 @@ class Plan:
     add: list[str] = field(default_factory=list)
     """Member keys to add (groups)."""
     remove: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Member ids the client sent that name no provisioned user, as they stand after this change."""
 
     def touches_backend(self) -> bool:
         return bool(self.changes or self.add or self.remove)
@@ -203,7 +205,11 @@ class ResourceService:
         stored = new_mapping(self.rt.name, owned, shadow, self.ownership)
         async with self.store.lock(self.tenant, lock_key(self.rt.name, "name", name)):
             await self._claim_name(name)
-            member_keys = list((await self.members.keys_for(member_ids, name)).values()) if member_ids else []
+            member_keys: list[str] = []
+            if member_ids:
+                by_id, skipped = await self.members.keys_for(member_ids, name)
+                member_keys = list(by_id.values())
+                stored.notes = _with_skipped(stored.notes, skipped)
             async with self.journal.write("create", name, stored):
                 record = await self._create_once(owned, member_keys, name)
                 stored.backend_key = record.key
@@ -286,7 +292,7 @@ class ResourceService:
         plan = Plan(changes, new_owned, new_shadow)
         if ids is not None:
             name = str(new_owned.get(key) or "")
-            by_id = await self.members.keys_for(wanted_ids, name, {v: k for k, v in ids.items()})
+            by_id, plan.skipped = await self.members.keys_for(wanted_ids, name, {v: k for k, v in ids.items()})
             current = set(members_of(record))
             plan.add = [k for k in by_id.values() if k not in current]
             wanted = set(by_id.values())
@@ -303,18 +309,21 @@ class ResourceService:
         keep = set(wanted)
         known = {member_id: key for key, member_id in ids.items()}
         name = str(record.attributes.get(self.kind.natural_key, ""))
-        added = await self.members.keys_for([m for m in wanted if m not in known], name)
+        added, skipped = await self.members.keys_for([m for m in wanted if m not in known], name)
         ids.update((key, member_id) for member_id, key in added.items())
         owned, _ = self.ownership.split(echo_sent(record.attributes, stored.sent))
         return Plan({}, owned, stored.shadow, add=list(added.values()),
-                    remove=[k for k in current if ids[k] not in keep])
+                    remove=[k for k in current if ids[k] not in keep],
+                    skipped=_skipped_after(stored.notes.get("skipped_members", []), edits, skipped))
 
     async def _commit(self, stored: StoredResource, record: Record, plan: Plan, ids: dict[str, str] | None,
                       base_url: str, projection: Projection) -> Resource:
         """Steps 1–6 for a change to an existing resource, whose id lock the caller holds."""
-        if not plan.touches_backend() and plan.shadow == stored.shadow:
+        notes = _with_skipped(stored.notes, plan.skipped) if self.kind.has_members else stored.notes
+        if not plan.touches_backend() and plan.shadow == stored.shadow and notes == stored.notes:
             return await self._answer(record, stored, base_url, projection, ids)
         target = next_version(stored, plan.owned, plan.shadow, self.ownership)
+        target.notes = notes
         if not plan.touches_backend():
             await self.store.update(self.tenant, target)
             return await self._answer(record, target, base_url, projection, ids)
@@ -366,3 +375,23 @@ class ResourceService:
     async def list(self, query: ListQuery, base_url: str) -> tuple[list[Resource], int]:
         self.require_supported()
         return await self.lister.run(query, base_url)
+
+
+def _with_skipped(notes: dict[str, Any], skipped: list[str]) -> dict[str, Any]:
+    """``notes`` recording the member ids a group write had to skip (for ``reconcile``)."""
+    kept = {k: v for k, v in notes.items() if k != "skipped_members"}
+    return {**kept, "skipped_members": sorted(set(skipped))} if skipped else kept
+
+
+def _skipped_after(before: list[str], edits: list[MemberEdit], skipped_now: list[str]) -> list[str]:
+    """The skipped member ids once ``edits`` are applied: a removed or replaced id is no longer pending."""
+    pending = set(before)
+    for edit in edits:
+        if edit.op == "replace" or (edit.op.startswith("remove") and edit.ids is None):
+            pending = set()
+        elif edit.op == "remove":
+            pending -= set(edit.ids or ())
+        elif edit.op == "remove_folded":
+            gone = {i.lower() for i in edit.ids or ()}
+            pending = {p for p in pending if p.lower() not in gone}
+    return sorted(pending | set(skipped_now))

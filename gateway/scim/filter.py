@@ -458,26 +458,50 @@ def _canonical_eq(f: Filter, rt: ResourceType, typed: bool) -> tuple[str, Compar
     return resolved.dotted, Compare(canonical, "eq", value)
 
 
+MAX_PUSHDOWN_TERMS = 16
+"""A pushed-down filter is an OR of at most this many ANDs: a backend may answer each with a call."""
+
+
+def _terms(f: Filter) -> int:
+    """How many terms ``f`` has written as an OR of ANDs (its disjunctive normal form)."""
+    if isinstance(f, Or):
+        return _terms(f.left) + _terms(f.right)
+    if isinstance(f, And):
+        return _terms(f.left) * _terms(f.right)
+    return 1
+
+
 def pushdown(f: Filter, filterable: frozenset[str], rt: ResourceType) -> Filter | None:
     """A filter implied by ``f`` using only eq on ``filterable`` attributes, or None.
 
     The backend may return a superset of what ``f`` selects; the gateway re-evaluates ``f``.
+    The result never expands to more than MAX_PUSHDOWN_TERMS terms: of an ``and`` too wide
+    only the narrower side is pushed (still a superset), an ``or`` too wide is not pushed.
     """
+    pushed = _pushdown(f, filterable, rt)
+    return pushed if pushed is None or _terms(pushed) <= MAX_PUSHDOWN_TERMS else None
+
+
+def _pushdown(f: Filter, filterable: frozenset[str], rt: ResourceType) -> Filter | None:
     if isinstance(f, Compare):
         found = _canonical_eq(f, rt, typed=True)
         return found[1] if found is not None and found[0] in filterable else None
     if isinstance(f, And):
-        left = pushdown(f.left, filterable, rt)
-        right = pushdown(f.right, filterable, rt)
+        left = _pushdown(f.left, filterable, rt)
+        right = _pushdown(f.right, filterable, rt)
         if left is None or right is None:
             return left or right
+        if _terms(left) * _terms(right) > MAX_PUSHDOWN_TERMS:
+            return min(left, right, key=_terms)
         return And(left, right)
     if isinstance(f, Or):
-        left = pushdown(f.left, filterable, rt)
+        left = _pushdown(f.left, filterable, rt)
         if left is None:
             return None
-        right = pushdown(f.right, filterable, rt)
-        return None if right is None else Or(left, right)
+        right = _pushdown(f.right, filterable, rt)
+        if right is None or _terms(left) + _terms(right) > MAX_PUSHDOWN_TERMS:
+            return None
+        return Or(left, right)
     return None
 
 

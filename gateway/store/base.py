@@ -27,6 +27,9 @@ class StoredResource:
     sent: dict[str, str] = field(default_factory=dict)
     """Owned string attributes as the client sent them, by dotted path: a backend that
     lower-cases addresses must not make Entra see a change on every cycle."""
+    notes: dict[str, Any] = field(default_factory=dict)
+    """The gateway's own remarks about the resource, never rendered: e.g. ``skipped_members``,
+    the member ids a client sent that name no provisioned user (for ``reconcile``)."""
 
     @property
     def external_id(self) -> str | None:

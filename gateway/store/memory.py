@@ -36,13 +36,14 @@ def _pack(resource: StoredResource) -> bytes:
     # A never-modified record (most of them) stores its timestamp once.
     modified = None if resource.last_modified == resource.created else resource.last_modified
     return _trimmed(orjson.dumps((resource.backend_key, resource.version, resource.created, modified,
-                                  resource.shadow, resource.sent)))
+                                  resource.shadow, resource.sent, resource.notes or None)))
 
 
 def _unpack(id: str, resource_type: str, blob: bytes) -> StoredResource:
-    key, version, created, modified, shadow, sent = orjson.loads(blob)
+    key, version, created, modified, shadow, sent, notes = orjson.loads(blob)
     return StoredResource(id=id, resource_type=resource_type, backend_key=key, shadow=shadow, version=version,
-                          created=created, last_modified=created if modified is None else modified, sent=sent)
+                          created=created, last_modified=created if modified is None else modified, sent=sent,
+                          notes=notes or {})
 
 
 class _Table:

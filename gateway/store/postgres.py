@@ -93,9 +93,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE resources SET (autovacuum_analyze_scale_factor = 0.01, autovacuum_analyze_threshold = 200);
     ALTER TABLE journal SET (autovacuum_analyze_scale_factor = 0.05, autovacuum_analyze_threshold = 100);
     """,
+    """
+    ALTER TABLE resources ADD COLUMN notes bytea NOT NULL DEFAULT '\\x7b7d'::bytea;
+    """,
 ]
 
-_COLUMNS = "id, resource_type, backend_key, shadow, sent, version, created, last_modified"
+_COLUMNS = "id, resource_type, backend_key, shadow, sent, version, created, last_modified, notes"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 log = structlog.get_logger(__name__)
 
@@ -110,6 +113,7 @@ def _row(row: asyncpg.Record) -> StoredResource:
     return StoredResource(
         id=row[0], resource_type=row[1], backend_key=row[2], shadow=orjson.loads(row[3]),
         sent=orjson.loads(row[4]), version=row[5], created=row[6], last_modified=row[7],
+        notes=orjson.loads(row[8]),
     )
 
 
@@ -367,9 +371,9 @@ class PostgresStore:
         try:
             await self.pool.execute(
                 "INSERT INTO resources (tenant, resource_type, id, backend_key, external_id, shadow, sent, version,"
-                " created, last_modified) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+                " created, last_modified, notes) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
                 tenant, r.resource_type, r.id, r.backend_key, r.external_id, orjson.dumps(r.shadow),
-                orjson.dumps(r.sent), r.version, r.created, r.last_modified,
+                orjson.dumps(r.sent), r.version, r.created, r.last_modified, orjson.dumps(r.notes),
             )
         except asyncpg.UniqueViolationError as exc:
             raise DuplicateKey(r.backend_key) from exc
@@ -381,9 +385,9 @@ class PostgresStore:
             # Not an upsert on the key: a backend_key clash must fail, never take over the other row.
             status = await self.pool.execute(
                 "UPDATE resources SET backend_key=$1, external_id=$2, shadow=$3, sent=$4, version=$5, created=$6,"
-                " last_modified=$7 WHERE tenant=$8 AND resource_type=$9 AND id=$10",
+                " last_modified=$7, notes=$8 WHERE tenant=$9 AND resource_type=$10 AND id=$11",
                 r.backend_key, r.external_id, orjson.dumps(r.shadow), orjson.dumps(r.sent), r.version,
-                r.created, r.last_modified, tenant, r.resource_type, r.id,
+                r.created, r.last_modified, orjson.dumps(r.notes), tenant, r.resource_type, r.id,
             )
         except asyncpg.UniqueViolationError as exc:
             raise DuplicateKey(r.backend_key) from exc

@@ -68,15 +68,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX idempotency_by_expiry ON idempotency (expires);
     """,
+    """
+    ALTER TABLE resources ADD COLUMN notes BLOB NOT NULL DEFAULT X'7B7D';
+    """,
 ]
 
-_COLUMNS = "id, resource_type, backend_key, shadow, sent, version, created, last_modified"
+_COLUMNS = "id, resource_type, backend_key, shadow, sent, version, created, last_modified, notes"
 
 
 def _row(row: tuple[Any, ...]) -> StoredResource:
     return StoredResource(
         id=row[0], resource_type=row[1], backend_key=row[2], shadow=orjson.loads(row[3]),
         sent=orjson.loads(row[4]), version=row[5], created=row[6], last_modified=row[7],
+        notes=orjson.loads(row[8]),
     )
 
 
@@ -220,13 +224,13 @@ class SqliteStore:
     @staticmethod
     def _values(tenant: str, r: StoredResource) -> tuple[Any, ...]:
         return (tenant, r.resource_type, r.id, r.backend_key, r.external_id, orjson.dumps(r.shadow),
-                orjson.dumps(r.sent), r.version, r.created, r.last_modified)
+                orjson.dumps(r.sent), r.version, r.created, r.last_modified, orjson.dumps(r.notes))
 
     async def insert(self, tenant: str, resource: StoredResource) -> None:
         try:
             self.db.execute(
                 "INSERT INTO resources (tenant, resource_type, id, backend_key, external_id, shadow, sent, version,"
-                " created, last_modified) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " created, last_modified, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 self._values(tenant, resource),
             )
         except sqlite3.IntegrityError as exc:
@@ -237,10 +241,10 @@ class SqliteStore:
             # Not INSERT OR REPLACE: on a backend_key clash that would silently delete the other mapping.
             cursor = self.db.execute(
                 "UPDATE resources SET backend_key=?, external_id=?, shadow=?, sent=?, version=?, created=?,"
-                " last_modified=? WHERE tenant=? AND resource_type=? AND id=?",
+                " last_modified=?, notes=? WHERE tenant=? AND resource_type=? AND id=?",
                 (resource.backend_key, resource.external_id, orjson.dumps(resource.shadow),
                  orjson.dumps(resource.sent), resource.version, resource.created, resource.last_modified,
-                 tenant, resource.resource_type, resource.id),
+                 orjson.dumps(resource.notes), tenant, resource.resource_type, resource.id),
             )
             if cursor.rowcount == 0:
                 await self.insert(tenant, resource)

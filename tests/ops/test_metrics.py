@@ -175,3 +175,13 @@ def test_histograms_follow_prometheus_bucket_rules() -> None:
     assert buckets["+Inf"] == 4
     assert value(samples, "scim_gateway_store_duration_seconds_count", operation="get") == 4
     assert value(samples, "scim_gateway_store_duration_seconds_sum", operation="get") == pytest.approx(99.30021)
+
+
+async def test_skipped_group_members_are_counted_per_tenant(make_gateway: GatewayFactory) -> None:
+    scim = await make_gateway()
+    group = await (await scim.post(f"{BASE}/Groups", json={"displayName": "Nested"})).json()
+    patch = {"schemas": [PATCH_URN], "Operations": [
+        {"op": "Add", "path": "members", "value": [{"value": "unknown-1"}, {"value": "unknown-2"}]}]}
+    assert (await scim.patch(f"{BASE}/Groups/{group['id']}", json=patch)).status == 200
+    samples = await scrape(scim)
+    assert value(samples, "scim_gateway_group_members_skipped_total", tenant="default") == 2

@@ -133,7 +133,8 @@ def test_finds_planted_drift_and_fix_repairs_it(
     assert {k: document[k] for k in ("tenant", "backend", "fix", "dry_run_tenant")} == {
         "tenant": "acme", "backend": "cleanmail", "fix": False, "dry_run_tenant": False}
     assert document["scanned"] == {"User": {"backend": 3, "mappings": 3}, "Group": {"backend": 2, "mappings": 2}}
-    assert document["summary"] == {"unknown": 2, "dead_mapping": 2, "attribute": 1, "adopted": 0, "dropped": 0}
+    assert document["summary"] == {"unknown": 2, "dead_mapping": 2, "attribute": 1, "skipped_members": 0,
+                                   "adopted": 0, "dropped": 0}
     assert kinds(document) == {
         ("unknown", "User", f"stray@{DOMAIN}"), ("unknown", "Group", f"direct@{DOMAIN}"),
         ("dead_mapping", "User", f"bob@{DOMAIN}"), ("dead_mapping", "Group", f"support@{DOMAIN}"),
@@ -148,13 +149,15 @@ def test_finds_planted_drift_and_fix_repairs_it(
 
     code, fixed = run_json(capsys, *args, "--fix")
     assert code == 1, "the attribute difference is reported, not repaired"
-    assert fixed["summary"] == {"unknown": 2, "dead_mapping": 2, "attribute": 1, "adopted": 2, "dropped": 2}
+    assert fixed["summary"] == {"unknown": 2, "dead_mapping": 2, "attribute": 1, "skipped_members": 0,
+                                "adopted": 2, "dropped": 2}
     adopted = {d["key"]: d["id"] for d in fixed["drift"] if d["action"] == "adopted"}
     assert set(adopted) == {f"stray@{DOMAIN}", f"direct@{DOMAIN}"}
 
     code, again = run_json(capsys, *args)
     assert code == 1
-    assert again["summary"] == {"unknown": 0, "dead_mapping": 0, "attribute": 1, "adopted": 0, "dropped": 0}
+    assert again["summary"] == {"unknown": 0, "dead_mapping": 0, "attribute": 1, "skipped_members": 0,
+                                "adopted": 0, "dropped": 0}
     assert again["scanned"]["User"] == {"backend": 3, "mappings": 3}
     assert writes(live_mock) == written, "reconcile never writes to the backend"
 
@@ -278,3 +281,37 @@ async def test_iter_mappings_walks_by_id_while_deleting(scanner: Any) -> None:
     assert walked == [f"id-{n}" for n in range(7)]
     assert await scanner.iter_mappings("t1", "Group", None, 10) == [
         StoredResource(id="id-group", resource_type="Group", backend_key="g@x.ch")]
+
+
+def test_lists_member_ids_a_group_write_had_to_skip(
+    live_mock: LiveMock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, live_mock.url)
+
+    async def nest(client: TestClient[Any, Any]) -> dict[str, str]:
+        ids = await _provision(client)
+        patch = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+            {"op": "Add", "path": "members", "value": [{"value": ids["Support"]}, {"value": "no-such-user"},
+                                                       {"value": ids["bob"]}]}]}
+        async with client.patch(f"/scim/v2/Groups/{ids['Sales']}", json=patch) as resp:
+            assert resp.status == 200, await resp.text()
+        return ids
+
+    ids = gateway(config, nest)
+    capsys.readouterr()  # the gateway's own log
+    code, document = run_json(capsys, "--tenant", "acme", "--config", str(config))
+    assert code == 1
+    [skipped] = [d for d in document["drift"] if d["kind"] == "skipped_members"]
+    assert skipped["id"] == ids["Sales"]
+    assert skipped["member_ids"] == sorted([ids["Support"], "no-such-user"])
+
+    async def drop_them(client: TestClient[Any, Any]) -> None:
+        patch = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+            {"op": "Remove", "path": "members", "value": [{"value": ids["Support"]}, {"value": "no-such-user"}]}]}
+        async with client.patch(f"/scim/v2/Groups/{ids['Sales']}", json=patch) as resp:
+            assert resp.status == 200, await resp.text()
+
+    gateway(config, drop_them)
+    capsys.readouterr()
+    _, again = run_json(capsys, "--tenant", "acme", "--config", str(config))
+    assert again["summary"]["skipped_members"] == 0
