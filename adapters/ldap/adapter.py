@@ -31,6 +31,7 @@ from typing import Any
 import ldap3
 from ldap3.utils.conv import escape_filter_chars
 
+from adapters import telemetry
 from adapters.base import (
     AlreadyExists,
     Attributes,
@@ -72,6 +73,9 @@ from adapters.ldap.profiles import PERMANENTLY_LOCKED
 log = logging.getLogger(__name__)
 
 READY_DEADLINE_S = 3.0
+# Calls a rename or delete makes besides one edit per list the mailbox is in (at most).
+RENAME_CALLS = 6  # modify, password and re-lock, modrdn, the search for its lists
+DELETE_CALLS = 2  # delete, the search for its lists
 MAX_PAGE_SIZE = 10000
 """Every listing reads the whole container (LDAP has no offsets): large pages keep a full scan to a few reads."""
 
@@ -93,6 +97,7 @@ class LdapAdapter:
             group_attributes=frozenset({"displayName", "members"}),
             group_filterable=frozenset({"displayName"}),
             max_page_size=MAX_PAGE_SIZE,
+            counts_platform_calls=True,
         )
         self._user_filter_attributes = {"userName": self.profile.mail_attribute, **self.profile.attribute_map}
 
@@ -275,6 +280,8 @@ class LdapAdapter:
             await self._check_address_free(user_name(wanted_attributes), own_key=record.key)
         if renaming and await self.directory.exists(new_dn, "rename mailbox"):
             raise Rejected(f"cannot rename to {new_dn}: another entry has that DN", scim_type="uniqueness", status=409)
+        if renaming:
+            await self._reserve_for_memberships(state.dn, RENAME_CALLS, "rename mailbox")
         try:
             await self.directory.replace(state.dn, changed, "update mailbox")
         except BackendError as err:
@@ -329,8 +336,19 @@ class LdapAdapter:
             raise _not_found("mailbox", record.key)
         return UserState(*found)
 
+    async def _reserve_for_memberships(self, dn: str, calls: int, label: str) -> None:
+        """Refuse a rename or delete up front when the request's budget of platform calls cannot cover its
+        membership edits as well: half done, it would leave lists naming an entry that is gone."""
+        stats = telemetry.current()
+        if stats is None or stats.budget is None:
+            return
+        lists = await self.directory.groups_with_member(dn, f"{label}: memberships")
+        if stats.platform_calls + calls + len(lists) > stats.budget:
+            raise telemetry.BudgetExhausted(stats.budget)
+
     async def delete_user(self, record: UserRecord) -> None:
         dn = record.state.dn if isinstance(record.state, UserState) else record.key
+        await self._reserve_for_memberships(dn, DELETE_CALLS, "delete mailbox")
         try:
             await self.directory.delete(dn, "delete mailbox")
         except BackendError as err:

@@ -42,8 +42,8 @@ import ldap3
 from ldap3.core import exceptions as ldap_errors
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from adapters import telemetry
 from adapters.base import Unavailable
-from adapters.telemetry import note_retry
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +306,8 @@ class LdapPool:
 
     async def _borrow_and_run(self, call: _Call, operation: Callable[[ldap3.Connection], T]) -> T:
         assert self._idle is not None and self._executor is not None
+        # Here, not in the worker thread: the request's accounting lives in a context variable.
+        telemetry.spend()
         slot = await self._idle.get()
         future = asyncio.get_running_loop().run_in_executor(self._executor, self._attempt, slot, call, operation)
         try:
@@ -429,7 +431,7 @@ class LdapPool:
 
     def _before_sleep(self, state: RetryCallState, call: _Call) -> None:
         self.stats.retries += 1
-        note_retry()
+        telemetry.note_retry()
         failure = state.outcome.exception() if state.outcome else None
         log.info("ldap %s failed (%s); attempt %d in %.2fs", call.label, failure, state.attempt_number + 1,
                  state.upcoming_sleep)

@@ -207,3 +207,29 @@ async def test_no_password_reaches_the_gateway_state(server: Slapd, scim: Client
     stored = await app[STORE_KEY].get("default", "User", user["id"])
     assert stored is not None
     assert "Never-Stored" not in repr(stored)
+
+
+async def test_a_delete_the_call_budget_cannot_finish_is_refused_before_any_write(
+    server: Slapd, aiohttp_client: ClientFactory
+) -> None:
+    # Get (1), the search for its lists (1), delete (1), the search again (1), one edit per list (3): 7.
+    for budget, status in ((6, 400), (7, 204)):
+        app = create_app(make_settings(backend="ldap", backend_options=ldap_options(server),
+                                       backend_call_budget=budget))
+        client = await aiohttp_client(app, headers=AUTH)
+        address = f"{server.fresh_name('budget')}@example.org"
+        user = await create_user(client, _entra_user(address))
+        names = [server.fresh_name("list") for _ in range(3)]
+        for name in names:
+            await create_group(client, {"schemas": [GROUP_URN], "displayName": name,
+                                        "members": [{"value": user["id"]}]})
+
+        reply = await call(client, "DELETE", f"{BASE}/Users/{user['id']}", expect=status)
+
+        if status == 400:
+            assert "budget" in reply.json["detail"]
+            assert server.read(_user_dn(server, address)) is not None
+            assert all(_user_dn(server, address).lower() in [m.lower() for m in _members(server, n)] for n in names)
+        else:
+            assert server.read(_user_dn(server, address)) is None
+            assert server.search(server.groups_dn, f"(member={_user_dn(server, address)})", ["1.1"]) == []
