@@ -128,7 +128,7 @@ def markdown(results: dict[str, Any]) -> str:
            if results.get("code", {}).get("uncommitted_files") else "")
         + " · measured gateway/+adapters/ tree: " + ", ".join(sorted({
             str(results[k].get("code_tree")) for k in ("hot_paths", "backend", "initial_cycle", "scale",
-                                                       "group_sizes", "profiles")
+                                                       "group_sizes", "profiles", "ldap_backend")
             if isinstance(results.get(k), dict) and results[k].get("code_tree")})),
         "",
         f"**Machine:** {m['cores']} cores ({m['cpu_model']}), {m['memory_gb']} GB · Python {m['python']} · "
@@ -272,6 +272,10 @@ def markdown(results: dict[str, Any]) -> str:
                           f"{_f(data['cpu_us_per_req'])} µs CPU/request, {data['layers'].get('gateway', 0)}% under "
                           "gateway code", "", "| share | µs/req | owner |", "|---:|---:|---|"]
             lines += [f"| {r['pct']}% | {r['us_per_req']} | `{r['function']}` |" for r in data["owners"][:12]]
+    if results.get("ldap_backend", {}).get("steps"):
+        from bench.ldap_backend import markdown as ldap_markdown
+
+        lines += ldap_markdown(results["ldap_backend"])
     lines += ["", "## How it was measured", "", *[f"- {n}" for n in results.get("notes", [])], ""]
     return "\n".join(lines)
 
@@ -326,6 +330,10 @@ def console_table(results: dict[str, Any]) -> str:
         for r in gs["runs"]:
             out.append(f"{'':<24}{r['members_before']:>8,}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
                        f"{r['server_cpu_us_per_req']:>8.0f}")
+    if results.get("ldap_backend"):
+        from bench.ldap_backend import console as ldap_console
+
+        out += ldap_console(results["ldap_backend"])
     if results.get("targets"):
         out += ["", "targets:"]
         for t in results["targets"]:

@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import procs
+from bench import ldap_backend, procs
 from bench.load import wrk_path
 from bench.postfixadmin_backend import section as postfixadmin_section
 from bench.report import console_table, evaluate_targets, write_results
@@ -57,7 +57,7 @@ FULL = Profile(
     profile_backend_scenarios=("filter_hit", "patch_replace"),
     budget_s=1800,
 )
-SECTIONS = ("hot", "backend", "cycle", "scale", "groups", "profile", "postfixadmin")
+SECTIONS = ("hot", "backend", "cycle", "scale", "groups", "profile", "postfixadmin", "ldap")
 
 
 def _version(name: str) -> str:
@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             for key, name, section in (("hot", "hot_paths", hot_paths), ("backend", "backend", backend),
                                        ("cycle", "initial_cycle", initial_cycle), ("scale", "scale", scale),
                                        ("groups", "group_sizes", group_sizes), ("profile", "profiles", profiles),
-                                       ("postfixadmin", "postfixadmin", postfixadmin_section)):
+                                       ("postfixadmin", "postfixadmin", postfixadmin_section),
+                                       ("ldap", "ldap_backend", ldap_backend.section)):
                 if key not in ctx.sections:
                     continue
                 try:
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     results["code"]["tree_hash_end"] = tree_hash()
     trees = {name: results[name].get("code_tree") for name in ("hot_paths", "backend", "initial_cycle", "scale",
-                                                               "group_sizes", "profiles")
+                                                               "group_sizes", "profiles", "ldap_backend")
              if isinstance(results.get(name), dict)}
     if len(set(trees.values()) | {results["code"]["tree_hash_start"]}) > 1:
         results["notes"] = [*results["notes"], "WARNING: gateway/ or adapters/ changed during this run, so its "
@@ -253,14 +254,14 @@ def main(argv: list[str] | None = None) -> int:
 
         previous = json.loads((out / "latest.json").read_text())
         fresh = {k: results[k] for k in ("hot_paths", "backend", "initial_cycle", "scale", "group_sizes",
-                                         "profiles") if k in results}
+                                         "profiles", "ldap_backend") if k in results}
         merged = [*previous.get("merged", []), {"sections": sorted(fresh), "started": results["started"],
                                                 "duration_s": results["duration_s"], "code": results["code"]}]
         results = {**previous, **fresh, "merged": merged}
         foreign = [r["foreign_cpu_pct"] for r in results.get("hot_paths", {}).get("runs", [])]
         results["machine"]["foreign_cpu_pct_median"] = round(statistics.median(foreign), 1) if foreign else None
         trees = {name: results[name].get("code_tree") for name in ("hot_paths", "backend", "initial_cycle",
-                                                                   "scale", "group_sizes", "profiles")
+                                                                   "scale", "group_sizes", "profiles", "ldap_backend")
                  if isinstance(results.get(name), dict)}
         results["notes"] = [n for n in results["notes"] if not n.startswith("WARNING")]
         if len(set(trees.values())) > 1:

@@ -54,10 +54,11 @@ class Journal:
         The store keeps its own copy of the entry (the store contract), so ``resource`` may be
         changed inside the block, as creates do once the backend key is known.
         """
+        # A password is never stored, and an update is recognised as applied by its other changes.
+        kept = {path: value for path, value in (changes or {}).items() if path not in WRITE_ONLY}
         entry = JournalEntry(
             id=new_hex_id(), resource_type=self.resource_type, op=op, natural_key=natural_key.lower(),
-            resource=resource, changes={k: v for k, v in (changes or {}).items() if k not in WRITE_ONLY},
-            created=now_iso(),
+            resource=resource, changes=kept, created=now_iso(),
         )
         return _JournalledWrite(self, entry)
 

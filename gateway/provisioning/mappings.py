@@ -17,7 +17,7 @@ WRITE_ONLY = frozenset({"password"})
 
 
 def sent_strings(owned: Resource, ownership: Ownership) -> dict[str, str]:
-    """Owned strings as the client sent them, by dotted path."""
+    """Owned strings as the client sent them, by dotted path (never a write-only one)."""
     sent: dict[str, str] = {}
     for path in ownership.paths - WRITE_ONLY:
         value = get_dotted(owned, path)

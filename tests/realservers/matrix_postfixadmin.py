@@ -16,10 +16,8 @@ from adapters.postfixadmin.adapter import PostfixAdminAdapter
 from adapters.postfixadmin.db import Database, RetryPolicy, Target
 from adapters.postfixadmin.mapping import ListAddresses
 from adapters.postfixadmin.passwords import PasswordHashing
-from tests.matrix import ENTRA_BACKENDS, LIST_DOMAIN, BackendUnderTest
+from tests.matrix import LIST_DOMAIN, BackendUnderTest
 from tests.realservers.postfixadmin_db import PostfixAdminDatabase, postfixadmin_database
-
-ENTRA_BACKENDS.extend(["postfixadmin_pg", "postfixadmin_mariadb"])
 
 FAST_POLICY = RetryPolicy(attempt_timeout=2.0, connect_timeout=1.0, deadline=4.0, backoff_initial=0.01,
                           backoff_max=0.05)
