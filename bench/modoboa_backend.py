@@ -278,7 +278,7 @@ async def _cycle(gw: Gateway, users: int, per_group: int, batch: int, concurrenc
 # --- the section ------------------------------------------------------------------------------------
 
 
-def modoboa(ctx: Context) -> dict[str, Any]:
+def section(ctx: Context) -> dict[str, Any]:
     """Needs the test fixture's Modoboa (PostgreSQL and Redis on loopback): raises with why when it cannot run."""
     import pytest
 
@@ -354,7 +354,7 @@ def modoboa(ctx: Context) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> list[str]:
     if not result:
         return []
-    lines = ["", "## 7. Modoboa 2.12 (real server): calls per SCIM operation and Entra's initial cycle", "",
+    lines = ["", "## 8. Modoboa 2.12 (real server): calls per SCIM operation and Entra's initial cycle", "",
              f"Modoboa's own cost per kind of call, straight to its API (ms): median latency one call at a time, "
              f"and time per call with {result['adapter_concurrency']} in flight (the adapter's limit).", "",
              "| call | latency ms | per call ms |", "|---|---:|---:|"]

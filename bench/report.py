@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench import modoboa_backend
 from bench.scenarios import TITLES
 
 # --- targets (issue #6) -------------------------------------------------------------------------
@@ -129,7 +128,7 @@ def markdown(results: dict[str, Any]) -> str:
            if results.get("code", {}).get("uncommitted_files") else "")
         + " · measured gateway/+adapters/ tree: " + ", ".join(sorted({
             str(results[k].get("code_tree")) for k in ("hot_paths", "backend", "initial_cycle", "scale",
-                                                       "group_sizes", "profiles", "modoboa")
+                                                       "group_sizes", "profiles", "ldap_backend", "modoboa")
             if isinstance(results.get(k), dict) and results[k].get("code_tree")})),
         "",
         f"**Machine:** {m['cores']} cores ({m['cpu_model']}), {m['memory_gb']} GB · Python {m['python']} · "
@@ -273,7 +272,14 @@ def markdown(results: dict[str, Any]) -> str:
                           f"{_f(data['cpu_us_per_req'])} µs CPU/request, {data['layers'].get('gateway', 0)}% under "
                           "gateway code", "", "| share | µs/req | owner |", "|---:|---:|---|"]
             lines += [f"| {r['pct']}% | {r['us_per_req']} | `{r['function']}` |" for r in data["owners"][:12]]
-    lines += modoboa_backend.markdown(results.get("modoboa") or {})
+    if results.get("ldap_backend", {}).get("steps"):
+        from bench.ldap_backend import markdown as ldap_markdown
+
+        lines += ldap_markdown(results["ldap_backend"])
+    if results.get("modoboa"):
+        from bench.modoboa_backend import markdown as modoboa_markdown
+
+        lines += modoboa_markdown(results["modoboa"])
     lines += ["", "## How it was measured", "", *[f"- {n}" for n in results.get("notes", [])], ""]
     return "\n".join(lines)
 
@@ -315,7 +321,6 @@ def console_table(results: dict[str, Any]) -> str:
                     f"latency bound {cycle['latency_bound_s']:.1f} s = {cycle['ratio_to_latency_bound']:.2f}×  "
                     f"({cycle['backend_calls_per_op']} backend calls per SCIM op, "
                     f"errors {sum(cycle['errors'].values())})"]
-    out += modoboa_backend.console(results.get("modoboa") or {})
     scale = results.get("scale", {})
     if scale.get("runs"):
         out += ["", f"{'scale (filter hit, c=' + str(scale['concurrency']) + ')':<24}{'users':>8}{'p50 ms':>9}"
@@ -329,6 +334,14 @@ def console_table(results: dict[str, Any]) -> str:
         for r in gs["runs"]:
             out.append(f"{'':<24}{r['members_before']:>8,}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
                        f"{r['server_cpu_us_per_req']:>8.0f}")
+    if results.get("ldap_backend"):
+        from bench.ldap_backend import console as ldap_console
+
+        out += ldap_console(results["ldap_backend"])
+    if results.get("modoboa"):
+        from bench.modoboa_backend import console as modoboa_console
+
+        out += modoboa_console(results["modoboa"])
     if results.get("targets"):
         out += ["", "targets:"]
         for t in results["targets"]:

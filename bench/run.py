@@ -24,9 +24,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import procs
+from bench import ldap_backend, modoboa_backend, procs
 from bench.load import wrk_path
-from bench.modoboa_backend import modoboa
+from bench.postfixadmin_backend import section as postfixadmin_section
 from bench.report import console_table, evaluate_targets, write_results
 from bench.sections import (
     Context,
@@ -58,10 +58,9 @@ FULL = Profile(
     profile_backend_scenarios=("filter_hit", "patch_replace"),
     budget_s=1800,
 )
-SECTIONS = ("hot", "backend", "cycle", "scale", "groups", "profile", "modoboa")
-QUICK_SECTIONS = ("hot", "backend", "cycle", "scale", "groups", "profile")
-"""A quick run leaves out the real Modoboa (about two minutes more); ``--only modoboa`` runs it."""
-SECTION_RESULTS = ("hot_paths", "backend", "initial_cycle", "scale", "group_sizes", "profiles", "modoboa")
+SECTIONS = ("hot", "backend", "cycle", "scale", "groups", "profile", "postfixadmin", "ldap", "modoboa")
+QUICK_SECTIONS = tuple(s for s in SECTIONS if s != "modoboa")
+"""A quick run leaves out the real Modoboa (a minute or two more); ``--only modoboa`` runs it."""
 
 
 def _version(name: str) -> str:
@@ -223,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             for key, name, section in (("hot", "hot_paths", hot_paths), ("backend", "backend", backend),
                                        ("cycle", "initial_cycle", initial_cycle), ("scale", "scale", scale),
                                        ("groups", "group_sizes", group_sizes), ("profile", "profiles", profiles),
-                                       ("modoboa", "modoboa", modoboa)):
+                                       ("postfixadmin", "postfixadmin", postfixadmin_section),
+                                       ("ldap", "ldap_backend", ldap_backend.section),
+                                       ("modoboa", "modoboa", modoboa_backend.section)):
                 if key not in ctx.sections:
                     continue
                 try:
@@ -239,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         if not failures:
             shutil.rmtree(work, ignore_errors=True)
     results["code"]["tree_hash_end"] = tree_hash()
-    trees = {name: results[name].get("code_tree") for name in SECTION_RESULTS if isinstance(results.get(name), dict)}
+    trees = {name: results[name].get("code_tree") for name in ("hot_paths", "backend", "initial_cycle", "scale",
+                                                               "group_sizes", "profiles", "ldap_backend", "modoboa")
+             if isinstance(results.get(name), dict)}
     if len(set(trees.values()) | {results["code"]["tree_hash_start"]}) > 1:
         results["notes"] = [*results["notes"], "WARNING: gateway/ or adapters/ changed during this run, so its "
                             "sections measured different code (each section's servers load the code when they "
@@ -256,13 +259,16 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         previous = json.loads((out / "latest.json").read_text())
-        fresh = {k: results[k] for k in SECTION_RESULTS if k in results}
+        fresh = {k: results[k] for k in ("hot_paths", "backend", "initial_cycle", "scale", "group_sizes",
+                                         "profiles", "ldap_backend", "modoboa") if k in results}
         merged = [*previous.get("merged", []), {"sections": sorted(fresh), "started": results["started"],
                                                 "duration_s": results["duration_s"], "code": results["code"]}]
         results = {**previous, **fresh, "merged": merged}
         foreign = [r["foreign_cpu_pct"] for r in results.get("hot_paths", {}).get("runs", [])]
         results["machine"]["foreign_cpu_pct_median"] = round(statistics.median(foreign), 1) if foreign else None
-        trees = {name: results[name].get("code_tree") for name in SECTION_RESULTS
+        trees = {name: results[name].get("code_tree") for name in ("hot_paths", "backend", "initial_cycle",
+                                                                   "scale", "group_sizes", "profiles", "ldap_backend",
+                                                                   "modoboa")
                  if isinstance(results.get(name), dict)}
         results["notes"] = [n for n in results["notes"] if not n.startswith("WARNING")]
         if len(set(trees.values())) > 1:

@@ -272,13 +272,21 @@ def summarise(rows: list[dict[str, Any]], p: Profile) -> list[dict[str, Any]]:
 
 # --- 3 + 4: the Cleanmail mock: backend calls per operation, then the gateway's added latency --------
 
+CallCounts = Callable[[], Awaitable[Counter[str]]]
+"""The backend's own count of the calls it has served, by kind (read before and after some requests)."""
+
+
 async def _stats(mock: Server) -> Counter[str]:
     data = await get_json(f"{mock.url}/__mock__/stats")
     return Counter(data.get("calls", {}))
 
 
-async def _backend_sequence(gw: Server, mock: Server) -> list[dict[str, Any]]:
-    """Entra's sequences, one SCIM request at a time, with the mock's call counts around each."""
+def mock_counts(mock: Server) -> CallCounts:
+    return lambda: _stats(mock)
+
+
+async def backend_sequence(gw: Server, counts: CallCounts) -> list[dict[str, Any]]:
+    """Entra's sequences, one SCIM request at a time, with the backend's call counts around each."""
     steps: list[dict[str, Any]] = []
     tag = uuid.uuid4().hex[:8]
     name = f"entra.seq.{tag}@example.com"
@@ -287,9 +295,9 @@ async def _backend_sequence(gw: Server, mock: Server) -> list[dict[str, Any]]:
         state: dict[str, str] = {}
 
         async def step(label: str, op: str, call: Callable[[], Awaitable[Any]]) -> None:
-            before = await _stats(mock)
+            before = await counts()
             status = await call()
-            after = await _stats(mock)
+            after = await counts()
             diff = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
             steps.append({"step": label, "request": op, "status": status, "backend_calls": sum(diff.values()),
                           "by_endpoint": dict(sorted(diff.items()))})
@@ -395,7 +403,7 @@ def backend(ctx: Context) -> dict[str, Any]:
                                   backend="cleanmail", mock_url=mock.url)
         proxy = launch.start_bare_proxy("bare-proxy", ctx.logs, ctx.server_cpus, mock)
         asyncio.run(_set_latency(mock, 0))
-        steps = asyncio.run(_backend_sequence(gw, mock))
+        steps = asyncio.run(backend_sequence(gw, mock_counts(mock)))
         ctx.say("  backend calls per SCIM operation: "
                 + ", ".join(f"{s['step']}={s['backend_calls']}" for s in steps))
 
@@ -463,8 +471,9 @@ def backend(ctx: Context) -> dict[str, Any]:
 
 # --- 5: Entra's initial cycle against the mock --------------------------------------------------
 
-async def _cycle(gw: Server, mock: Server, users: int, per_group: int, batch: int, concurrency: int
-                 ) -> dict[str, Any]:
+async def entra_cycle(gw: Server, counts: CallCounts, users: int, per_group: int, batch: int, concurrency: int
+                      ) -> dict[str, Any]:
+    """Entra's initial cycle: users (filter, create), groups (filter, create), memberships in batches."""
     tag = uuid.uuid4().hex[:6]
     groups = max(1, users // per_group)
     errors: Counter[str] = Counter()
@@ -508,7 +517,7 @@ async def _cycle(gw: Server, mock: Server, users: int, per_group: int, batch: in
                     errors[type(exc).__name__ + ": " + str(exc)[:120]] += 1
             return job
 
-        before = await _stats(mock)
+        before = await counts()
         started = time.monotonic()
         await bounded([provision_user(i) for i in range(users)], concurrency)
         phases["users_s"] = time.monotonic() - started
@@ -526,7 +535,7 @@ async def _cycle(gw: Server, mock: Server, users: int, per_group: int, batch: in
         await bounded([add_members(j, m) for j, m in order], concurrency)
         phases["memberships_s"] = time.monotonic() - t
         wall = time.monotonic() - started
-        after = await _stats(mock)
+        after = await counts()
     diff = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
     return {"wall_s": wall, "phases": phases, "ops": dict(ops), "errors": dict(errors),
             "backend_calls": sum(diff.values()), "backend_by_endpoint": dict(sorted(diff.items())),
@@ -553,8 +562,8 @@ def initial_cycle(ctx: Context) -> dict[str, Any]:
                                   mock_url=mock.url)
         asyncio.run(_set_latency(mock, p.mock_latency_ms))
         with procs.CpuMeter(gw.pid, ctx.server_cpus) as meter:
-            result = asyncio.run(_cycle(gw, mock, p.cycle_users, p.cycle_users_per_group, p.cycle_batch,
-                                        p.cycle_concurrency))
+            result = asyncio.run(entra_cycle(gw, mock_counts(mock), p.cycle_users, p.cycle_users_per_group,
+                                             p.cycle_batch, p.cycle_concurrency))
         # The mock's own latency per call as the load generator sees it (sleep + its own work).
         own = measure(ctx, mock, "backend_get", Target(
             base="/api/v1", token="", api_key=MOCK_KEY, hit_name_fmt=f"cycle.{result.pop('tag')}.{{}}@example.com",

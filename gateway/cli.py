@@ -1,4 +1,5 @@
-"""The ``scim-gateway`` command: serve, mock-cleanmail, token, check, reconcile, verify-backend, backends."""
+"""The ``scim-gateway`` command: serve, mock-cleanmail, token, check, reconcile, verify-backend, backends,
+postfixadmin-schema."""
 
 from __future__ import annotations
 
@@ -125,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     backends = sub.add_parser("backends", help="list the installed backends and their settings")
     backends.set_defaults(run=_backends)
 
+    from adapters.postfixadmin.command import add_parser as add_postfixadmin_schema
+
+    add_postfixadmin_schema(sub)
     return parser
 
 

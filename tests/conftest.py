@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from gateway.config import Settings
 from gateway.http.app import create_app
 
-pytest_plugins = ["tests.matrix", "tests.realservers.conftest_modoboa", "tests.realservers.matrix_modoboa"]
+pytest_plugins = ["tests.matrix", "tests.realservers.matrix_postfixadmin", "tests.realservers.matrix_modoboa"]
 
 TOKEN = "test-token-0123456789"
 BASE = "/scim/v2"

@@ -133,9 +133,7 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
     middlewares: list[Middleware] = [request_context, bearer_auth, idempotency]
     # Outermost, so the log line, auth and handlers all see the client's address, scheme and host.
     middlewares.insert(0, forwarded(TrustedProxies(settings.trusted_proxies)))
-    # lingering_time 0: a body we answered without reading (401, 413, 415) is not drained for seconds.
-    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes,
-                          handler_args={"lingering_time": 0})
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[REQUEST_TIMEOUT_KEY] = settings.request_timeout
     app[EDGE_KEY] = EdgeGuard((t.allowed_networks for t in tenants.values()), settings.auth_failures_per_minute)
     metrics = Metrics()

@@ -15,6 +15,10 @@ from gateway.scim.limits import check_json
 SUPPORTED_ENCODINGS = frozenset({"identity", "gzip", "x-gzip", "deflate"})
 
 
+class UnreadableBody(ScimError):
+    """The body's encoding is broken: answered 400, and the connection closed after the answer."""
+
+
 class ClientGone(Exception):
     """The client closed the connection before its request was read: nobody is left to answer."""
 
@@ -35,7 +39,11 @@ async def read_body(request: web.Request) -> bytes:
     try:
         return await request.read()
     except RequestPayloadError as exc:
-        raise invalid_syntax(f"The request body could not be read: {str(exc).splitlines()[-1].strip()}") from None
+        # Nothing more of this body can be read: end it, so the server does not try to drain the rest
+        # (and log the same decoding error again) before it answers.
+        request.content.feed_eof()
+        raise UnreadableBody(400, f"The request body could not be read: {str(exc).splitlines()[-1].strip()}",
+                             "invalidSyntax") from None
     except ConnectionError as exc:
         raise ClientGone(str(exc)) from None
 

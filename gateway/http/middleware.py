@@ -11,7 +11,7 @@ from aiohttp import web
 
 from adapters import telemetry
 from adapters.base import BackendError
-from gateway.http.body import ClientGone, read_body
+from gateway.http.body import ClientGone, UnreadableBody, read_body
 from gateway.http.edge import EdgeGuard, allows
 from gateway.http.errors import as_scim_error
 from gateway.http.observe import METRICS_KEY, describe, safe_request_id
@@ -67,6 +67,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 response = await handler(request)
         except (ScimError, BackendError) as exc:
             response = error_response(as_scim_error(exc))
+            if isinstance(exc, UnreadableBody):
+                response.force_close()  # the rest of the stream cannot be parsed as another request
         except TimeoutError:
             if not budget.expired():
                 raise

@@ -20,6 +20,7 @@ from adapters.base import may_have_been_applied
 from gateway.clock import now_iso
 from gateway.ids import new_hex_id
 from gateway.provisioning.errors import Backpressure
+from gateway.provisioning.mappings import WRITE_ONLY
 from gateway.provisioning.ownership import get_dotted
 from gateway.store.base import DuplicateKey, JournalEntry, StateStore, StoredResource
 
@@ -53,9 +54,11 @@ class Journal:
         The store keeps its own copy of the entry (the store contract), so ``resource`` may be
         changed inside the block, as creates do once the backend key is known.
         """
+        # A password is never stored, and an update is recognised as applied by its other changes.
+        kept = {path: value for path, value in (changes or {}).items() if path not in WRITE_ONLY}
         entry = JournalEntry(
             id=new_hex_id(), resource_type=self.resource_type, op=op, natural_key=natural_key.lower(),
-            resource=resource, changes=dict(changes or {}), created=now_iso(),
+            resource=resource, changes=kept, created=now_iso(),
         )
         return _JournalledWrite(self, entry)
 
@@ -115,8 +118,9 @@ class Journal:
             return
         if all(_same(get_dotted(owned, path), value) for path, value in entry.changes.items()):
             target.backend_key = key
-            await self.store.update(self.tenant, target)
-            log.info("journal: update finished after an interruption", id=target.id)
+            # Conditional: a write that committed while the backend was being read is newer than this one.
+            if await self.store.update(self.tenant, target, expected_version=current.version):
+                log.info("journal: update finished after an interruption", id=target.id)
 
 
 def _same(actual: Any, wanted: Any) -> bool:

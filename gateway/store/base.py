@@ -107,8 +107,12 @@ class StateStore(Protocol):
     async def insert(self, tenant: str, resource: StoredResource) -> None:
         """Raise DuplicateKey when the backend key is already mapped."""
 
-    async def update(self, tenant: str, resource: StoredResource) -> None:
-        """Replace the mapping with this id (backend key may change on rename)."""
+    async def update(self, tenant: str, resource: StoredResource, *, expected_version: int | None = None) -> bool:
+        """Replace the mapping with this id (backend key may change on rename); True when replaced.
+
+        With ``expected_version`` only while the stored mapping still has that version (and never
+        by inserting it anew), so a late writer cannot overwrite a newer write.
+        """
 
     async def delete(self, tenant: str, resource_type: str, id: str) -> None: ...
 

@@ -163,8 +163,12 @@ class MemoryStore:
             raise DuplicateKey(resource.backend_key)
         table.store(resource, _pack(resource))
 
-    async def update(self, tenant: str, resource: StoredResource) -> None:
+    async def update(self, tenant: str, resource: StoredResource, *, expected_version: int | None = None) -> bool:
         table = self._table(tenant, resource.resource_type)
+        if expected_version is not None and (
+            resource.id not in table.by_id or table.load(resource.id).version != expected_version
+        ):
+            return False
         holder = table.by_key.get(resource.backend_key)
         if holder is not None and holder != resource.id:
             raise DuplicateKey(resource.backend_key)
@@ -172,6 +176,7 @@ class MemoryStore:
         if resource.id in table.by_id:
             table.unindex(table.load(resource.id))
         table.store(resource, blob)
+        return True
 
     async def delete(self, tenant: str, resource_type: str, id: str) -> None:
         table = self._table(tenant, resource_type)

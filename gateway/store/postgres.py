@@ -379,20 +379,24 @@ class PostgresStore:
             raise DuplicateKey(r.backend_key) from exc
         self._growth.inserted()
 
-    async def update(self, tenant: str, resource: StoredResource) -> None:
+    async def update(self, tenant: str, resource: StoredResource, *, expected_version: int | None = None) -> bool:
         r = resource
         try:
             # Not an upsert on the key: a backend_key clash must fail, never take over the other row.
             status = await self.pool.execute(
                 "UPDATE resources SET backend_key=$1, external_id=$2, shadow=$3, sent=$4, version=$5, created=$6,"
-                " last_modified=$7, notes=$8 WHERE tenant=$9 AND resource_type=$10 AND id=$11",
+                " last_modified=$7, notes=$8 WHERE tenant=$9 AND resource_type=$10 AND id=$11"
+                " AND ($12::integer IS NULL OR version=$12)",
                 r.backend_key, r.external_id, orjson.dumps(r.shadow), orjson.dumps(r.sent), r.version,
-                r.created, r.last_modified, orjson.dumps(r.notes), tenant, r.resource_type, r.id,
+                r.created, r.last_modified, orjson.dumps(r.notes), tenant, r.resource_type, r.id, expected_version,
             )
         except asyncpg.UniqueViolationError as exc:
             raise DuplicateKey(r.backend_key) from exc
         if _affected(status) == 0:
+            if expected_version is not None:
+                return False
             await self.insert(tenant, r)
+        return True
 
     async def delete(self, tenant: str, resource_type: str, id: str) -> None:
         await self.pool.execute(

@@ -236,20 +236,24 @@ class SqliteStore:
         except sqlite3.IntegrityError as exc:
             raise DuplicateKey(resource.backend_key) from exc
 
-    async def update(self, tenant: str, resource: StoredResource) -> None:
+    async def update(self, tenant: str, resource: StoredResource, *, expected_version: int | None = None) -> bool:
         try:
             # Not INSERT OR REPLACE: on a backend_key clash that would silently delete the other mapping.
             cursor = self.db.execute(
                 "UPDATE resources SET backend_key=?, external_id=?, shadow=?, sent=?, version=?, created=?,"
-                " last_modified=?, notes=? WHERE tenant=? AND resource_type=? AND id=?",
+                " last_modified=?, notes=? WHERE tenant=? AND resource_type=? AND id=? AND (? IS NULL OR version=?)",
                 (resource.backend_key, resource.external_id, orjson.dumps(resource.shadow),
                  orjson.dumps(resource.sent), resource.version, resource.created, resource.last_modified,
-                 orjson.dumps(resource.notes), tenant, resource.resource_type, resource.id),
+                 orjson.dumps(resource.notes), tenant, resource.resource_type, resource.id, expected_version,
+                 expected_version),
             )
             if cursor.rowcount == 0:
+                if expected_version is not None:
+                    return False
                 await self.insert(tenant, resource)
         except sqlite3.IntegrityError as exc:
             raise DuplicateKey(resource.backend_key) from exc
+        return True
 
     async def delete(self, tenant: str, resource_type: str, id: str) -> None:
         self.db.execute("DELETE FROM resources WHERE tenant=? AND resource_type=? AND id=?",

@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.cleanmail.mock import MOCK_KEY
+from adapters.cleanmail.mock_faults import FaultConfig
 from tests.cleanmail.conftest import API_KEY, DOMAIN, KEY_HEADER, MockClient, make_app, server_of
 
 Factory = Callable[..., Awaitable[MockClient]]
@@ -105,6 +107,34 @@ async def test_latency_is_injected(mock: MockClient) -> None:
     started = loop.time()
     await mock.get(MAILBOXES)
     assert loop.time() - started >= 0.035
+
+
+async def test_a_write_received_before_the_client_went_away_is_applied() -> None:
+    # As on a real platform: once the request is in, the client dropping the connection (a
+    # killed gateway) does not undo the write, even while the platform is still "working".
+    # Served as ``scim-gateway mock-cleanmail`` serves it (the test server would cancel the handler).
+    app = make_app()
+    server_of_app = app[MOCK_KEY]
+    server_of_app.faults.configure(FaultConfig(latency_ms=300))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        body = json.dumps({"address": f"gone@{DOMAIN}"}).encode()
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST {MAILBOXES} HTTP/1.1\r\nHost: mock\r\nX-API-Key: {API_KEY}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.close()
+        for _ in range(50):
+            if server_of_app.store.mailboxes:
+                break
+            await asyncio.sleep(0.02)
+        assert [m.address for m in server_of_app.store.mailboxes.values()] == [f"gone@{DOMAIN}"]
+    finally:
+        await runner.cleanup()
 
 
 async def test_timeouts_hang_until_released(mock: MockClient) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from adapters.memory import MemoryAdapter
-from gateway.http.app import create_app
+from gateway.http.app import STORE_KEY, create_app
+from gateway.http.middleware import REGISTRY_KEY
 from gateway.store.base import JournalEntry, StoredResource
 from gateway.store.sqlite import SqliteStore
 from tests.conftest import AUTH, BASE, ClientFactory, make_settings
@@ -91,3 +93,50 @@ async def test_update_that_reached_the_backend_is_finished(aiohttp_client: Clien
     assert found["active"] is False
     assert found["title"] == "New"
     assert found["meta"]["version"] == f'W/"{current.version + 1}"'
+
+
+class _HeldRead(MemoryAdapter):
+    """Holds the next read of one mailbox until released, to interleave two writers deterministically."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold: asyncio.Event | None = None
+        self.held = asyncio.Event()
+
+    async def get_user(self, key: str) -> Any:
+        record = await super().get_user(key)
+        if self.hold is not None:
+            release, self.hold = self.hold, None
+            self.held.set()
+            await release.wait()
+        return record
+
+
+async def test_a_sweep_never_overwrites_a_newer_write(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    adapter = _HeldRead()
+    client = await _gateway(aiohttp_client, db, adapter)
+    user = await (await client.post(f"{BASE}/Users", json={"userName": "race@x.example", "title": "Old"})).json()
+    # A crash left this behind: the backend took the disable, the store never heard of it.
+    await adapter.update_user(await adapter.get_user("race@x.example"), {"active": False})
+    store = client.app[STORE_KEY]
+    current = await store.get("default", "User", user["id"])
+    assert current is not None
+    stale = StoredResource(**{**current.__dict__, "version": current.version + 1})
+    await store.journal_add("default", _entry("update", "race@x.example", stale, {"active": False}))
+
+    # The sweep reads the mapping, then waits on the platform; meanwhile Entra's PATCH commits.
+    release = asyncio.Event()
+    adapter.hold = release
+    sweep = asyncio.ensure_future(client.app[REGISTRY_KEY].tenants["default"].users.recover())
+    await adapter.held.wait()
+    patched = await client.patch(f"{BASE}/Users/{user['id']}", json={
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Replace", "path": "title", "value": "New"}]})
+    assert patched.status == 200, await patched.text()
+    release.set()
+    assert await sweep == 1
+
+    after = await (await client.get(f"{BASE}/Users/{user['id']}")).json()
+    assert after["title"] == "New", "the sweep wrote the interrupted update over the newer PATCH"
+    assert after["active"] is False

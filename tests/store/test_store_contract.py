@@ -90,6 +90,27 @@ async def test_update_moves_key_and_external_id(store: StateStore) -> None:
     assert [r.id for r in await store.find_by_external_id("t1", "User", "new")] == ["id-1"]
 
 
+async def test_conditional_update_needs_the_expected_version(store: StateStore) -> None:
+    await store.insert("t1", _res("id-1", "a@x.ch", title="first"))
+    newer = _res("id-1", "a@x.ch", title="newer")
+    newer.version = 2
+    assert await store.update("t1", newer) is True
+    # A late writer that read version 1 must not overwrite version 2.
+    late = _res("id-1", "a@x.ch", title="late")
+    late.version = 2
+    assert await store.update("t1", late, expected_version=1) is False
+    got = await store.get("t1", "User", "id-1")
+    assert got is not None and got.shadow == {"title": "newer"}
+    late.version = 3
+    assert await store.update("t1", late, expected_version=2) is True
+    got = await store.get("t1", "User", "id-1")
+    assert got is not None and (got.version, got.shadow) == (3, {"title": "late"})
+    # Nor does it bring back a mapping deleted meanwhile.
+    await store.delete("t1", "User", "id-1")
+    assert await store.update("t1", late, expected_version=3) is False
+    assert await store.get("t1", "User", "id-1") is None
+
+
 async def test_update_never_steals_another_mapping(store: StateStore) -> None:
     await store.insert("t1", _res("id-1", "a@x.ch"))
     await store.insert("t1", _res("id-2", "b@x.ch"))

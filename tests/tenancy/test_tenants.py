@@ -170,3 +170,24 @@ def test_config_errors_name_the_problem(tenants: dict[str, Any], fragment: str) 
 def test_no_tenant_at_all_is_an_error() -> None:
     with pytest.raises(ValueError, match="no tenant"):
         Settings(state="memory").effective_tenants()
+
+
+def test_quick_start_backend_settings_from_toml_and_environment(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[gateway]\nbackend = "jsonfile"\nstate = "memory"\n\n'
+                      f'[gateway.backend_options]\npath = "{tmp_path / "from-file.json"}"\n')
+    monkeypatch.setenv("SCIM_GATEWAY_TOKEN", "t" * 24)
+    tenant = load_settings(config).effective_tenants()["default"]
+    assert tenant.backend.adapter == "jsonfile"
+    assert tenant.backend.options == {"path": str(tmp_path / "from-file.json")}
+    # A SCIM_GATEWAY_<BACKEND>_<SETTING> variable wins over the file.
+    monkeypatch.setenv("SCIM_GATEWAY_JSONFILE_PATH", str(tmp_path / "from-env.json"))
+    assert load_settings(config).effective_tenants()["default"].backend.options == {
+        "path": str(tmp_path / "from-env.json")}
+    monkeypatch.setenv("SCIM_GATEWAY_JSONFILE_PATH_TYPO", "x")  # not a setting of the backend: ignored
+    monkeypatch.setenv("SCIM_GATEWAY_JSONFILE_PATH", "")
+    with pytest.raises(ValidationError, match="SCIM_GATEWAY_JSONFILE_PATH"):
+        monkeypatch.delenv("SCIM_GATEWAY_JSONFILE_PATH")
+        config.write_text('[gateway]\nbackend = "jsonfile"\nstate = "memory"\n')
+        load_settings(config).effective_tenants()
