@@ -36,7 +36,7 @@ from adapters.base import (
     Unavailable,
     UserRecord,
 )
-from adapters.cleanmail.client import CleanmailClient, RetryPolicy
+from adapters.cleanmail.client import CleanmailClient
 from adapters.cleanmail.mapping import (
     GROUP_FILTERS,
     USER_FILTERS,
@@ -54,6 +54,7 @@ from adapters.cleanmail.mapping import (
     wanted_status,
 )
 from adapters.plugins import BackendContext, BackendPlugin, BackendSettingsModel
+from adapters.retry import RetryPolicy
 from gateway.scim.filter_ast import Filter
 
 log = logging.getLogger(__name__)

@@ -18,13 +18,10 @@ and every attempt shares one overall deadline kept below Entra's request patienc
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import aiohttp
@@ -34,27 +31,13 @@ from yarl import URL
 
 from adapters import telemetry
 from adapters.base import AlreadyExists, NotFound, RateLimited, Rejected, Unavailable
+from adapters.retry import RetryPolicy, parse_retry_after
 from adapters.telemetry import note_retry
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = ("api", "v1")
 SAFE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-MIN_ATTEMPT_S = 0.05
-"""No new attempt starts with less time than this left before the deadline."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempt_timeout: float = 5.0
-    connect_timeout: float = 2.0
-    deadline: float = 20.0
-    """Budget for one logical call, retries and waits included."""
-    max_attempts: int = 4
-    backoff_initial: float = 0.2
-    backoff_max: float = 3.0
-    fallback_retry_after: float = 5.0
-    """Retry-After hint returned to the caller when the backend gave none."""
 
 
 @dataclass
@@ -69,24 +52,6 @@ class ClientStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _dumps(value: Any) -> str:
@@ -207,7 +172,7 @@ class CleanmailClient:
         )
         self.stats.calls += 1
         retrying = AsyncRetrying(
-            stop=lambda state: self._should_stop(state, call),
+            stop=lambda state: self.policy.should_stop(state, call.deadline_at),
             wait=self._wait,
             retry=retry_if_exception_type(_Retryable),
             before_sleep=lambda state: self._before_sleep(state, call),
@@ -232,21 +197,10 @@ class CleanmailClient:
 
     # --- retry plumbing ---------------------------------------------------------------
 
-    def _should_stop(self, state: RetryCallState, call: _Call) -> bool:
-        if state.attempt_number >= self.policy.max_attempts:
-            return True
-        starts_at = asyncio.get_running_loop().time() + state.upcoming_sleep
-        return starts_at > call.deadline_at - MIN_ATTEMPT_S
-
     def _wait(self, state: RetryCallState) -> float:
-        p = self.policy
-        ceiling = min(p.backoff_max, p.backoff_initial * 2 ** min(state.attempt_number - 1, 30))
-        backoff = self._rng.uniform(0, ceiling)
         failure = state.outcome.exception() if state.outcome else None
-        if isinstance(failure, _Retryable) and failure.retry_after is not None:
-            # Spread clients that were all told the same Retry-After.
-            return failure.retry_after + self._rng.uniform(0, p.backoff_initial)
-        return backoff
+        hint = failure.retry_after if isinstance(failure, _Retryable) else None
+        return self.policy.backoff(state.attempt_number, self._rng, hint)
 
     def _before_sleep(self, state: RetryCallState, call: _Call) -> None:
         self.stats.retries += 1

@@ -45,7 +45,6 @@ from adapters.modoboa.client import (
     FieldErrors,
     ModoboaClient,
     PageMissing,
-    RetryPolicy,
     page_rows,
 )
 from adapters.modoboa.domains import Domains
@@ -62,6 +61,7 @@ from adapters.modoboa.mapping import (
 )
 from adapters.modoboa.pacing import Rates
 from adapters.plugins import BackendContext, BackendPlugin, BackendSettingsModel
+from adapters.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 

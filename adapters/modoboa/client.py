@@ -36,27 +36,17 @@ from yarl import URL
 from adapters import telemetry
 from adapters.base import NotFound, RateLimited, Rejected, Unavailable
 from adapters.modoboa.pacing import Pacer, Rates, TooLong
+from adapters.retry import MIN_ATTEMPT_S, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = ("api", "v2")
 SAFE_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
-MIN_ATTEMPT_S = 0.05
-"""No attempt starts with less time than this left before the deadline."""
 _NUMBER = re.compile(r"^\d+$")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempt_timeout: float = 10.0
-    connect_timeout: float = 3.0
-    deadline: float = 25.0
-    """Budget for one logical call: pacing waits, attempts and backoff together."""
-    max_attempts: int = 4
-    backoff_initial: float = 0.2
-    backoff_max: float = 3.0
-    fallback_retry_after: float = 5.0
-    """Retry-After hint handed to the caller when Modoboa gave none."""
+DEFAULT_POLICY = RetryPolicy(attempt_timeout=10.0, connect_timeout=3.0, deadline=25.0)
+"""Modoboa hashes a password on every account create: slower calls than most platforms'."""
 
 
 @dataclass
@@ -154,7 +144,7 @@ class ModoboaClient:
             parts = parts[:-2]
         self.root = url.with_path("/" + "/".join(parts)).with_query(None)
         self._token = token
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or DEFAULT_POLICY
         self.pacer = Pacer(rates or Rates())
         self._slots = asyncio.Semaphore(max_concurrency)
         self._pool_limit = max_concurrency
@@ -210,7 +200,7 @@ class ModoboaClient:
                      deadline_at=loop.time() + (self.policy.deadline if deadline is None else deadline))
         self.stats.calls += 1
         retrying = AsyncRetrying(
-            stop=lambda state: self._should_stop(state, call),
+            stop=lambda state: self.policy.should_stop(state, call.deadline_at),
             wait=self._wait,
             retry=retry_if_exception_type(_Retryable),
             before_sleep=lambda state: self._before_sleep(state, call),
@@ -236,20 +226,10 @@ class ModoboaClient:
 
     # --- retry plumbing -------------------------------------------------------------------
 
-    def _should_stop(self, state: RetryCallState, call: _Call) -> bool:
-        if state.attempt_number >= self.policy.max_attempts:
-            return True
-        starts_at = asyncio.get_running_loop().time() + state.upcoming_sleep
-        return starts_at > call.deadline_at - MIN_ATTEMPT_S
-
     def _wait(self, state: RetryCallState) -> float:
-        p = self.policy
         failure = state.outcome.exception() if state.outcome else None
-        if isinstance(failure, _Retryable) and failure.retry_after is not None:
-            # Spread clients that were all told the same Retry-After.
-            return failure.retry_after + self._rng.uniform(0, p.backoff_initial)
-        ceiling = min(p.backoff_max, p.backoff_initial * 2 ** min(state.attempt_number - 1, 30))
-        return self._rng.uniform(0, ceiling)
+        hint = failure.retry_after if isinstance(failure, _Retryable) else None
+        return self.policy.backoff(state.attempt_number, self._rng, hint)
 
     def _before_sleep(self, state: RetryCallState, call: _Call) -> None:
         self.stats.retries += 1

@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
 async def create_schema(target: Target, statements: list[str]) -> list[str]:
     """Run ``statements`` unless a PostfixAdmin table exists; the existing tables (nothing done) otherwise."""
-    from adapters.postfixadmin.db import Database, RetryPolicy, Session
+    from adapters.postfixadmin.db import Database, Session
+    from adapters.retry import RetryPolicy
 
     db = Database(target, pool_size=1, policy=RetryPolicy(max_attempts=1, attempt_timeout=60.0, deadline=60.0))
     where = "current_schema()" if target.dialect == "postgresql" else "DATABASE()"

@@ -39,6 +39,7 @@ from asyncmy.cursors import DictCursor
 
 from adapters.base import BackendError, Rejected, Unavailable
 from adapters.postfixadmin.schema import Dialect
+from adapters.retry import RetryPolicy
 from adapters.telemetry import note_retry, spend
 
 log = logging.getLogger(__name__)
@@ -61,15 +62,7 @@ class SchemaProblem(Unavailable):
     """A table or column the gateway needs is missing: the database is not (this) PostfixAdmin schema."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempt_timeout: float = 5.0
-    connect_timeout: float = 2.0
-    deadline: float = 20.0
-    """Budget of one call, every attempt and wait included."""
-    max_attempts: int = 4
-    backoff_initial: float = 0.1
-    backoff_max: float = 2.0
+DEFAULT_POLICY = RetryPolicy(backoff_initial=0.1, backoff_max=2.0)
 
 
 @dataclass
@@ -261,7 +254,7 @@ class Database:
                  idle_timeout: float = 300.0, rng: random.Random | None = None) -> None:
         self.target = target
         self.dialect = target.dialect
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or DEFAULT_POLICY
         self.stats = Stats()
         self._idle: list[tuple[float, Any]] = []
         self._slots = asyncio.Semaphore(pool_size)

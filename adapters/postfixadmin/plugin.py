@@ -9,9 +9,10 @@ from pydantic import Field, SecretStr, field_validator
 
 from adapters.plugins import BackendContext, BackendPlugin, BackendSettingsModel
 from adapters.postfixadmin.adapter import PostfixAdminAdapter
-from adapters.postfixadmin.db import Database, RetryPolicy, Target
+from adapters.postfixadmin.db import Database, Target
 from adapters.postfixadmin.mapping import ListAddresses
 from adapters.postfixadmin.passwords import PasswordHashing, Scheme
+from adapters.retry import RetryPolicy
 
 
 class PostfixAdminSettings(BackendSettingsModel):

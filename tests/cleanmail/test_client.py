@@ -16,9 +16,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from adapters.base import AlreadyExists, NotFound, RateLimited, Rejected, Unavailable
-from adapters.cleanmail.client import CleanmailClient, RetryPolicy, parse_retry_after
+from adapters.cleanmail.client import CleanmailClient
 from adapters.cleanmail.mock import MOCK_KEY, MockServer
 from adapters.cleanmail.mock_faults import FaultConfig
+from adapters.retry import RetryPolicy, parse_retry_after
 from tests.cleanmail.conftest import API_KEY, DOMAIN, make_app
 
 FAST = RetryPolicy(attempt_timeout=0.3, deadline=1.5, max_attempts=4, backoff_initial=0.01, backoff_max=0.02)

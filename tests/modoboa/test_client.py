@@ -13,8 +13,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from adapters.base import NotFound, RateLimited, Rejected, Unavailable
-from adapters.modoboa.client import DomainMissing, FieldErrors, ModoboaClient, PageMissing, RetryPolicy
+from adapters.modoboa.client import DomainMissing, FieldErrors, ModoboaClient, PageMissing
 from adapters.modoboa.pacing import Rates
+from adapters.retry import RetryPolicy
 
 FAST = RetryPolicy(attempt_timeout=0.3, connect_timeout=0.2, deadline=2.0, max_attempts=4, backoff_initial=0.01,
                    backoff_max=0.02)

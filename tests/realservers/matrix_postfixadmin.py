@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from adapters.postfixadmin.adapter import PostfixAdminAdapter
-from adapters.postfixadmin.db import Database, RetryPolicy, Target
+from adapters.postfixadmin.db import Database, Target
 from adapters.postfixadmin.mapping import ListAddresses
 from adapters.postfixadmin.passwords import PasswordHashing
+from adapters.retry import RetryPolicy
 from tests.matrix import LIST_DOMAIN, BackendUnderTest
 from tests.realservers.postfixadmin_db import PostfixAdminDatabase, postfixadmin_database
 

@@ -9,7 +9,7 @@ import pytest
 
 from adapters.contract import CHECKS, Check, KitSkip, KitTarget, TcpFaultProxy
 from adapters.modoboa.adapter import ModoboaAdapter
-from adapters.modoboa.client import RetryPolicy
+from adapters.retry import RetryPolicy
 from tests.realservers.matrix_modoboa import UNPACED
 from tests.realservers.modoboa import ModoboaServer
 

@@ -18,8 +18,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from adapters.modoboa.adapter import EMPTY_LIST_RECIPIENT, ModoboaAdapter
-from adapters.modoboa.client import RetryPolicy
 from adapters.modoboa.mapping import LIST_MARKER
+from adapters.retry import RetryPolicy
 from gateway.http.app import create_app
 from tests.conftest import AUTH, BASE, ClientFactory, make_settings
 from tests.entra.helpers import (

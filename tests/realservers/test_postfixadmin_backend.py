@@ -19,8 +19,9 @@ from aiohttp.test_utils import TestClient
 from adapters.base import GroupRecord, Rejected, Unavailable
 from adapters.contract import TcpFaultProxy
 from adapters.postfixadmin.adapter import PostfixAdminAdapter
-from adapters.postfixadmin.db import Database, RetryPolicy, SchemaProblem, Session, Target
+from adapters.postfixadmin.db import Database, SchemaProblem, Session, Target
 from adapters.postfixadmin.schema import RELEASES, Release
+from adapters.retry import RetryPolicy
 from gateway.http.app import create_app
 from tests.conftest import AUTH, BASE, ClientFactory, make_settings
 from tests.matrix import LIST_DOMAIN
