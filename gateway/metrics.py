@@ -140,6 +140,10 @@ class _TenantCollector(Collector):
             "scim_gateway_backend_retries", "Backend calls retried by the adapter's client.",
             labels=["tenant", "adapter"],
         )
+        client = CounterMetricFamily(
+            "scim_gateway_backend_client", "The backend client's own counters (attempts, timeouts, ...), as it "
+            "reports them.", labels=["tenant", "adapter", "counter"],
+        )
         for tenant in self._tenants():
             busy.add_metric([tenant.id], tenant.guard.in_flight)
             breaker = tenant.guard.breaker
@@ -147,10 +151,12 @@ class _TenantCollector(Collector):
                 state.add_metric([tenant.id], breaker.state)
                 opened.add_metric([tenant.id], breaker.opened_total)
             if isinstance(tenant.adapter, Statistics):
-                retried = tenant.adapter.statistics().get("retries")
-                if retried is not None:
-                    retries.add_metric([tenant.id, tenant.adapter.name], retried)
-        yield from (state, opened, busy, retries)
+                counters = tenant.adapter.statistics()
+                if "retries" in counters:
+                    retries.add_metric([tenant.id, tenant.adapter.name], counters["retries"])
+                for name, value in sorted(counters.items()):
+                    client.add_metric([tenant.id, tenant.adapter.name, name], value)
+        yield from (state, opened, busy, retries, client)
 
 
 class TimedStore:

@@ -111,6 +111,10 @@ async def test_backend_calls_retries_and_503_reasons_against_the_mock(
     assert value(samples, "scim_gateway_backend_calls_total", operation="get_user", outcome="transient") == 1
     assert value(samples, "scim_gateway_backend_retries_total", tenant="default", adapter="cleanmail") >= 2
     assert value(samples, "scim_gateway_throttled_responses_total", status="503", reason="backend_unavailable") == 1
+    # Every counter the client keeps, as it reports it (Statistics protocol).
+    attempts = value(samples, "scim_gateway_backend_client_total", adapter="cleanmail", counter="attempts")
+    retried = value(samples, "scim_gateway_backend_client_total", adapter="cleanmail", counter="retries")
+    assert attempts >= 4 and retried >= 2
 
 
 async def test_429_reasons_tenant_rate_limit_and_concurrency_budget(
