@@ -67,12 +67,12 @@ class Proc:
     """One child process in its own session, pinned to ``cpus``, output to a log file."""
 
     def __init__(self, name: str, argv: Sequence[str], *, cpus: set[int], log: Path,
-                 env: dict[str, str] | None = None, stdout_pipe: bool = False) -> None:
+                 env: dict[str, str] | None = None, stdout_pipe: bool = False, unset: Sequence[str] = ()) -> None:
         self.name = name
         self.log = log
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        full_env = {**os.environ, **(env or {})}
+        full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
         self.popen = subprocess.Popen(
             list(argv), env=full_env, cwd=ROOT, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if stdout_pipe else self._log_file, stderr=self._log_file,

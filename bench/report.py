@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench import default_config
 from bench.scenarios import TITLES
 
 # --- targets (issue #6) -------------------------------------------------------------------------
@@ -24,7 +25,8 @@ def _target(tid: str, what: str, goal: str, measured: str, met: bool | None, not
 
 
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = list(default_config.targets(results["default_config"])) \
+        if results.get("default_config") else []
     hot = results.get("hot_paths", {})
     if hot.get("summary"):
         top = max(c["concurrency"] for c in hot["summary"])
@@ -127,8 +129,8 @@ def markdown(results: dict[str, Any]) -> str:
         + (f" + {results['code']['uncommitted_files']} uncommitted file(s)"
            if results.get("code", {}).get("uncommitted_files") else "")
         + " · measured gateway/+adapters/ tree: " + ", ".join(sorted({
-            str(results[k].get("code_tree")) for k in ("hot_paths", "backend", "initial_cycle", "scale",
-                                                       "group_sizes", "profiles", "ldap_backend", "modoboa")
+            str(results[k].get("code_tree")) for k in ("default_config", "hot_paths", "backend", "initial_cycle",
+                                                       "scale", "group_sizes", "profiles", "ldap_backend", "modoboa")
             if isinstance(results.get(k), dict) and results[k].get("code_tree")})),
         "",
         f"**Machine:** {m['cores']} cores ({m['cpu_model']}), {m['memory_gb']} GB · Python {m['python']} · "
@@ -148,6 +150,8 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for t in results.get("targets", []):
         lines.append(f"| {t['target']} | {t['goal']} | {t['measured']} | {_met(t['met'])} | {t['note']} |")
+    if results.get("default_config"):
+        lines += default_config.markdown(results["default_config"], m)
 
     hot = results.get("hot_paths", {})
     if hot.get("summary"):
@@ -289,6 +293,8 @@ def markdown(results: dict[str, Any]) -> str:
 def console_table(results: dict[str, Any]) -> str:
     out = [f"\nscim-mail-gateway bench ({results['mode']}, {results['duration_s']:.0f} s, "
            f"{results['machine']['cores']} cores, generator {results['machine']['generator']})", ""]
+    if results.get("default_config"):
+        out += default_config.console(results["default_config"])
     hot = results.get("hot_paths", {})
     if hot.get("summary"):
         head = f"{'scenario':<38}{'c':>4}{'gw req/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'CPU us':>8}" \

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ldap_backend, modoboa_backend, procs
+from bench.default_config import default_config
 from bench.load import wrk_path
 from bench.postfixadmin_backend import section as postfixadmin_section
 from bench.report import console_table, evaluate_targets, write_results
@@ -46,7 +47,7 @@ QUICK = Profile(
     name="quick", reps=1, duration_s=1, concurrencies=(8, 64), hot_users=500, active_pool=300, groups_per_run=50,
     warmup_s=1, mock_concurrencies=(8,), mock_reps=1, mock_duration_s=1, cycle_users=1000, cycle_concurrency=16,
     scale_sizes=(1000, 10000), scale_duration_s=1, group_sizes=(10, 100), profile_scenarios=(), modoboa_users=200,
-    modoboa_samples=10, budget_s=170,
+    modoboa_samples=10, default_duration_s=2, budget_s=170,
 )
 FULL = Profile(
     name="full", reps=3, duration_s=3, concurrencies=(8, 64), hot_users=1000, active_pool=500, groups_per_run=100,
@@ -56,9 +57,18 @@ FULL = Profile(
     profile_scenarios=("filter_hit", "filter_miss", "post_user", "patch_replace", "patch_active", "group_add"),
     profile_duration_s=5,
     profile_backend_scenarios=("filter_hit", "patch_replace"),
-    budget_s=1800,
+    default_reps=3,
+    budget_s=2400,
 )
-SECTIONS = ("hot", "backend", "cycle", "scale", "groups", "profile", "postfixadmin", "ldap", "modoboa")
+RUNNERS = (("default", "default_config", default_config), ("hot", "hot_paths", hot_paths),
+           ("backend", "backend", backend), ("cycle", "initial_cycle", initial_cycle), ("scale", "scale", scale),
+           ("groups", "group_sizes", group_sizes), ("profile", "profiles", profiles),
+           ("postfixadmin", "postfixadmin", postfixadmin_section), ("ldap", "ldap_backend", ldap_backend.section),
+           ("modoboa", "modoboa", modoboa_backend.section))
+"""(--only key, key in the results file, the function that measures it)."""
+MEASURED = tuple(name for _, name, _ in RUNNERS if name != "postfixadmin")
+"""Sections that record the code they measured (postfixadmin writes its own file)."""
+SECTIONS = tuple(key for key, _, _ in RUNNERS)
 QUICK_SECTIONS = tuple(s for s in SECTIONS if s != "modoboa")
 """A quick run leaves out the real Modoboa (a minute or two more); ``--only modoboa`` runs it."""
 
@@ -142,7 +152,8 @@ NOTES = [
     "queueing behind the other connections.",
     "Server CPU per request: user+system CPU of the server process over the run (from /proc, 10 ms ticks) "
     "divided by requests. 'Foreign CPU' = CPU used on the server core by processes other than the server.",
-    "Gateway settings: `SCIM_GATEWAY_LOG_LEVEL=warning` (no access log), memory state for the hot paths, "
+    "The default-configuration section runs `scim-gateway serve` untuned (see there). The other sections tune it: "
+    "`SCIM_GATEWAY_LOG_LEVEL=warning` (no access log), memory state for the hot paths, "
     "SQLite state for the mock and cycle scenarios (the deployment default).",
 ]
 
@@ -219,12 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     failures: dict[str, str] = {}
     try:
         with procs.Watchdog(profile.budget_s):
-            for key, name, section in (("hot", "hot_paths", hot_paths), ("backend", "backend", backend),
-                                       ("cycle", "initial_cycle", initial_cycle), ("scale", "scale", scale),
-                                       ("groups", "group_sizes", group_sizes), ("profile", "profiles", profiles),
-                                       ("postfixadmin", "postfixadmin", postfixadmin_section),
-                                       ("ldap", "ldap_backend", ldap_backend.section),
-                                       ("modoboa", "modoboa", modoboa_backend.section)):
+            for key, name, section in RUNNERS:
                 if key not in ctx.sections:
                     continue
                 try:
@@ -240,9 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         if not failures:
             shutil.rmtree(work, ignore_errors=True)
     results["code"]["tree_hash_end"] = tree_hash()
-    trees = {name: results[name].get("code_tree") for name in ("hot_paths", "backend", "initial_cycle", "scale",
-                                                               "group_sizes", "profiles", "ldap_backend", "modoboa")
-             if isinstance(results.get(name), dict)}
+    trees = {name: results[name].get("code_tree") for name in MEASURED if isinstance(results.get(name), dict)}
     if len(set(trees.values()) | {results["code"]["tree_hash_start"]}) > 1:
         results["notes"] = [*results["notes"], "WARNING: gateway/ or adapters/ changed during this run, so its "
                             "sections measured different code (each section's servers load the code when they "
@@ -259,17 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         previous = json.loads((out / "latest.json").read_text())
-        fresh = {k: results[k] for k in ("hot_paths", "backend", "initial_cycle", "scale", "group_sizes",
-                                         "profiles", "ldap_backend", "modoboa") if k in results}
+        fresh = {k: results[k] for k in MEASURED if k in results}
         merged = [*previous.get("merged", []), {"sections": sorted(fresh), "started": results["started"],
                                                 "duration_s": results["duration_s"], "code": results["code"]}]
         results = {**previous, **fresh, "merged": merged}
         foreign = [r["foreign_cpu_pct"] for r in results.get("hot_paths", {}).get("runs", [])]
         results["machine"]["foreign_cpu_pct_median"] = round(statistics.median(foreign), 1) if foreign else None
-        trees = {name: results[name].get("code_tree") for name in ("hot_paths", "backend", "initial_cycle",
-                                                                   "scale", "group_sizes", "profiles", "ldap_backend",
-                                                                   "modoboa")
-                 if isinstance(results.get(name), dict)}
+        trees = {name: results[name].get("code_tree") for name in MEASURED if isinstance(results.get(name), dict)}
         results["notes"] = [n for n in results["notes"] if not n.startswith("WARNING")]
         if len(set(trees.values())) > 1:
             results["notes"].append("WARNING: the sections measured different code: "

@@ -65,6 +65,9 @@ class Profile:
     profile_duration_s: float = 4.0
     modoboa_users: int = 1000
     modoboa_samples: int = 20
+    default_reps: int = 1
+    default_duration_s: float = 5.0
+    default_bare_loop: str = "asyncio"
     budget_s: float = 300.0
 
 
