@@ -9,6 +9,7 @@ could make the gateway advertise any host, or pretend to be another client.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,7 +27,9 @@ _SCHEMES = frozenset({"http", "https"})
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_address(text: str | None) -> Address | None:
+    # Cached: every request parses its peer's address, and a gateway hears from a handful of peers.
     if not text:
         return None
     try:
@@ -46,9 +49,9 @@ class TrustedProxies:
     def trusts(self, address: Address | None) -> bool:
         return address is not None and any(address in network for network in self.networks)
 
-    def client(self, request: web.Request) -> Address | None:
-        """The client's address: the peer, or, through trusted proxies, the last hop they were told of."""
-        address = parse_address(request.remote)
+    def client(self, request: web.Request, peer: Address | None) -> Address | None:
+        """The client's address: the ``peer``, or, through trusted proxies, the last hop they were told of."""
+        address = peer
         if not self.trusts(address):
             return address
         hops = [parse_address(h) for h in request.headers.getall("X-Forwarded-For", []) for h in h.split(",")]
@@ -59,6 +62,11 @@ class TrustedProxies:
                 return hop
             address = hop
         return address
+
+
+@functools.lru_cache(maxsize=4096)
+def _text(address: Address | None) -> str:
+    return str(address) if address is not None else "unknown"
 
 
 def _first(value: str | None) -> str | None:
@@ -72,8 +80,9 @@ def _first(value: str | None) -> str | None:
 def forwarded(proxies: TrustedProxies) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        client = proxies.client(request)
-        if proxies.trusts(parse_address(request.remote)):
+        peer = parse_address(request.remote)
+        client = proxies.client(request, peer)
+        if proxies.trusts(peer):
             proto = (_first(request.headers.get("X-Forwarded-Proto")) or "").lower()
             host = _first(request.headers.get("X-Forwarded-Host"))
             scheme = proto if proto in _SCHEMES else request.scheme
@@ -81,7 +90,7 @@ def forwarded(proxies: TrustedProxies) -> Middleware:
                 host = request.host
             if scheme != request.scheme or host != request.host:
                 request = request.clone(scheme=scheme, host=host)
-        request[CLIENT_IP_KEY] = str(client) if client is not None else "unknown"
+        request[CLIENT_IP_KEY] = _text(client)
         return await handler(request)
 
     return middleware

@@ -37,8 +37,41 @@ def check_unicode(text: str, where: str) -> str:
     return text
 
 
+def _clean(text: str) -> bool:
+    # Most strings are ASCII, where only NUL can be wrong: a plain substring test, no regex.
+    return "\x00" not in text if text.isascii() else _FORBIDDEN.search(text) is None
+
+
+def _breaks_a_limit(value: Any) -> bool:
+    """Whether anything in ``value`` breaks a limit: one quick walk, with no paths built on the way."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if len(item) > MAX_STRING_LENGTH or not _clean(item):
+                return True
+        elif isinstance(item, dict):
+            if depth > MAX_JSON_DEPTH:
+                return True
+            for key, child in item.items():
+                if len(key) > MAX_STRING_LENGTH or not _clean(key):
+                    return True
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            if depth > MAX_JSON_DEPTH or len(item) > MAX_ARRAY_ITEMS:
+                return True
+            stack.extend((child, depth + 1) for child in item)
+    return False
+
+
 def check_json(value: Any) -> None:
     """Raise ScimError when a parsed body breaks a limit; walks iteratively (no recursion to exhaust)."""
+    if _breaks_a_limit(value):
+        _raise_first_violation(value)
+
+
+def _raise_first_violation(value: Any) -> None:
+    """The walk that says where: only run for a body known to break a limit."""
     stack: list[tuple[Any, str, int]] = [(value, "", 1)]
     while stack:
         item, where, depth = stack.pop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from collections import Counter
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,9 @@ class SqliteStore:
         self._checkpointer: asyncio.Task[None] | None = None
         # One SQLite file serves one gateway process, so process-local locks are enough.
         self._locks = KeyedLocks()
+        # ... and this process sees every journal write: with nothing pending (nearly always) a filter
+        # GET skips its journal query (11 of 190 µs per request in the default configuration).
+        self._journal_sizes: Counter[str] = Counter()
 
     def lock(self, tenant: str, name: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold((tenant, name))
@@ -112,6 +116,7 @@ class SqliteStore:
         db.execute("PRAGMA busy_timeout=5000")
         self._db = db
         self._migrate()
+        self._journal_sizes = Counter(dict(db.execute("SELECT tenant, count(*) FROM journal GROUP BY tenant")))
         if self.path != ":memory:":
             # Checkpoints copy the WAL into the database file. Done inside a commit on the event loop
             # they stall every request for milliseconds; a passive checkpoint from a worker thread
@@ -273,13 +278,17 @@ class SqliteStore:
             "INSERT INTO journal (tenant, id, resource_type, natural_key, body, created) VALUES (?,?,?,?,?,?)",
             (tenant, entry.id, entry.resource_type, entry.natural_key, encode_entry(entry), entry.created),
         )
+        self._journal_sizes[tenant] += 1
 
     async def journal_remove(self, tenant: str, entry_id: str) -> None:
-        self.db.execute("DELETE FROM journal WHERE tenant=? AND id=?", (tenant, entry_id))
+        removed = self.db.execute("DELETE FROM journal WHERE tenant=? AND id=?", (tenant, entry_id)).rowcount
+        self._journal_sizes[tenant] -= removed
 
     async def journal_pending(
         self, tenant: str, resource_type: str | None = None, natural_key: str | None = None
     ) -> list[JournalEntry]:
+        if not self._journal_sizes[tenant]:
+            return []
         sql = "SELECT body FROM journal WHERE tenant=?"
         args: list[str] = [tenant]
         if resource_type is not None:

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from gateway.http.proxy import TrustedProxies
+from gateway.http.proxy import TrustedProxies, parse_address
 from tests.conftest import BASE
 from tests.ops.conftest import GatewayFactory, user
 
@@ -84,4 +84,4 @@ def _request(peer: str, forwarded_for: list[str]) -> web.Request:
 )
 def test_client_address_through_trusted_proxies(peer: str, forwarded_for: list[str], client: str) -> None:
     proxies = TrustedProxies([ipaddress.ip_network("10.0.0.0/8")])
-    assert str(proxies.client(_request(peer, forwarded_for))) == client
+    assert str(proxies.client(_request(peer, forwarded_for), parse_address(peer))) == client

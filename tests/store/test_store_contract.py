@@ -438,3 +438,26 @@ async def test_sqlite_checkpoints_in_the_background(tmp_path: Path, monkeypatch:
     await reopened.open()
     assert await reopened.get("t1", "User", "id-49") is not None
     await reopened.close()
+
+
+async def test_sqlite_journal_written_before_a_restart_is_seen_after_it(tmp_path: Path) -> None:
+    """The SQLite store skips its journal query when it knows nothing is pending: what it knows must
+    include entries left by an earlier process (a crash between journal and backend) and removals."""
+    path = str(tmp_path / "state.sqlite3")
+    first = SqliteStore(path)
+    await first.open()
+    await first.journal_add("t1", _entry(1, "a@x.ch"))
+    await first.journal_add("t1", _entry(2, "b@x.ch"))
+    await first.journal_remove("t1", "entry-02")
+    await first.journal_remove("t1", "entry-02")  # a second removal must not make the count negative
+    await first.close()
+    second = SqliteStore(path)
+    await second.open()
+    try:
+        assert [e.id for e in await second.journal_pending("t1", "User", "a@x.ch")] == ["entry-01"]
+        await second.journal_remove("t1", "entry-01")
+        assert await second.journal_pending("t1") == []
+        await second.journal_add("t1", _entry(3, "c@x.ch"))
+        assert [e.id for e in await second.journal_pending("t1")] == ["entry-03"]
+    finally:
+        await second.close()
