@@ -13,13 +13,14 @@ from aiohttp.typedefs import Middleware
 
 from adapters.base import Adapter, HealthCheck
 from gateway.config import DEFAULT_TENANT, Settings
+from gateway.http.deadlines import Deadlines
 from gateway.http.edge import EdgeGuard
 from gateway.http.handlers import ScimHandlers
 from gateway.http.middleware import (
+    DEADLINES_KEY,
     EDGE_KEY,
     IDEMPOTENCY_KEY,
     REGISTRY_KEY,
-    REQUEST_TIMEOUT_KEY,
     bearer_auth,
     idempotency,
     request_context,
@@ -134,7 +135,7 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
     # Outermost, so the log line, auth and handlers all see the client's address, scheme and host.
     middlewares.insert(0, forwarded(TrustedProxies(settings.trusted_proxies)))
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
-    app[REQUEST_TIMEOUT_KEY] = settings.request_timeout
+    app[DEADLINES_KEY] = Deadlines(settings.request_timeout)
     app[EDGE_KEY] = EdgeGuard((t.allowed_networks for t in tenants.values()), settings.auth_failures_per_minute)
     metrics = Metrics()
     store = metrics.timed_store(store or make_store(settings.state))
@@ -180,8 +181,10 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
         for item in app[ADAPTERS_KEY]:
             await item.start()
         app[SWEEPER_KEY] = asyncio.create_task(sweep_journal(registry, app[STORE_KEY], settings.journal_sweep_interval))
+        app[DEADLINES_KEY].start()
 
     async def stop(app: web.Application) -> None:
+        await app[DEADLINES_KEY].stop()
         sweeper = app.get(SWEEPER_KEY)
         if sweeper is not None:
             sweeper.cancel()

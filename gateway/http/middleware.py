@@ -12,6 +12,7 @@ from aiohttp import web
 from adapters import telemetry
 from adapters.base import BackendError
 from gateway.http.body import ClientGone, UnreadableBody, read_body
+from gateway.http.deadlines import Deadlines
 from gateway.http.edge import EdgeGuard, allows
 from gateway.http.errors import as_scim_error
 from gateway.http.observe import METRICS_KEY, describe, safe_request_id
@@ -32,7 +33,7 @@ REGISTRY_KEY: web.AppKey[TenantRegistry] = web.AppKey("registry", TenantRegistry
 IDEMPOTENCY_KEY: web.AppKey[IdempotencyKeys] = web.AppKey("idempotency", IdempotencyKeys)
 _REPLAYED_HEADERS = ("Content-Type", "Location", "ETag")
 TENANT_KEY: web.RequestKey[Tenant] = web.RequestKey("tenant", Tenant)
-REQUEST_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("request_timeout", float)
+DEADLINES_KEY: web.AppKey[Deadlines] = web.AppKey("deadlines", Deadlines)
 EDGE_KEY: web.AppKey[EdgeGuard] = web.AppKey("edge", EdgeGuard)
 
 
@@ -60,32 +61,32 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     if metrics is not None:
         metrics.in_flight.inc()
     status = 500
-    deadline = request.app.get(REQUEST_TIMEOUT_KEY)
+    deadlines = request.app.get(DEADLINES_KEY)
+    task = asyncio.current_task()
+    if deadlines is not None and task is not None:
+        deadlines.enter(task)
     try:
         try:
-            async with asyncio.timeout(deadline) as budget:
-                response = await handler(request)
+            response = await handler(request)
         except (ScimError, BackendError) as exc:
             response = error_response(as_scim_error(exc))
             if isinstance(exc, UnreadableBody):
                 response.force_close()  # the rest of the stream cannot be parsed as another request
-        except TimeoutError:
-            if not budget.expired():
-                raise
-            log.warning("request took too long", limit_s=deadline, method=request.method, path=request.path)
-            telemetry.note_throttle("request_timeout")
-            response = error_response(ScimError(
-                503, f"The request did not finish within {deadline:g}s; retry later.", retry_after=5))
         except ClientGone as exc:
             status = 499  # nobody to answer: the access log and metrics show the client left
             log.info("client went away before its request was read", detail=str(exc))
             response = web.Response(status=499)
         except asyncio.CancelledError:
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                status = 499
-                log.info("client went away; its request was cancelled")
-            raise
+            if deadlines is None or task is None or not deadlines.expired(task):
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    status = 499
+                    log.info("client went away; its request was cancelled")
+                raise
+            log.warning("request took too long", limit_s=deadlines.limit_s, method=request.method, path=request.path)
+            telemetry.note_throttle("request_timeout")
+            response = error_response(ScimError(
+                503, f"The request did not finish within {deadlines.limit_s:g}s; retry later.", retry_after=5))
         except web.HTTPException as exc:
             if exc.status < 400:
                 status = exc.status
@@ -105,6 +106,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response.headers["X-Request-ID"] = request_id
         return response
     finally:
+        if deadlines is not None and task is not None:
+            deadlines.leave(task)
         elapsed = time.perf_counter() - started
         route, operation = describe(request)
         tenant = request.get(TENANT_KEY)
