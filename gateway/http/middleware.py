@@ -16,7 +16,7 @@ from gateway.http.deadlines import Deadlines
 from gateway.http.edge import EdgeGuard, allows
 from gateway.http.errors import as_scim_error
 from gateway.http.observe import METRICS_KEY, describe, safe_request_id
-from gateway.http.proxy import CLIENT_IP_KEY
+from gateway.http.proxy import client_ip
 from gateway.http.render import error_response
 from gateway.metrics import NO_TENANT
 from gateway.provisioning.idempotency import IdempotencyKeys, StoredReply, fingerprint
@@ -137,7 +137,7 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     if not request.path.startswith(SCIM_PREFIX):
         return await handler(request)
     edge = request.app[EDGE_KEY]
-    client = request.get(CLIENT_IP_KEY, "unknown")
+    client = client_ip(request)
     if not edge.admits(client):
         raise ScimError(403, f"Requests from {client} are not accepted by this gateway.")
     wait = edge.lockout(client)

@@ -69,6 +69,12 @@ def _text(address: Address | None) -> str:
     return str(address) if address is not None else "unknown"
 
 
+def client_ip(request: web.Request) -> str:
+    """The client's address as text: set by ``forwarded`` behind trusted proxies, else the peer's."""
+    known = request.get(CLIENT_IP_KEY)
+    return known if known is not None else _text(parse_address(request.remote))
+
+
 def _first(value: str | None) -> str | None:
     """The first entry of a header a chain of proxies appends to ("a, b")."""
     if not value:
