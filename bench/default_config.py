@@ -195,6 +195,7 @@ def default_config(ctx: Context) -> dict[str, Any]:
             "scenarios": list(SCENARIOS), "reps": reps, "duration_s": duration, "concurrencies": list(p.concurrencies),
             "servers": {name: LABELS[name] for name in servers}, "skipped": skipped, "preflight": checks,
             "runs": rows, "summary": summarise(rows, p.concurrencies),
+            "seeded_users": p.hot_users + pools * p.active_pool,
             # Every request wrk counted was answered, so it must have its access-log line (warm-up and seeding too).
             "access_log": {"lines": _count_access_lines(gateway.proc.log), "requests": sent},
         }
@@ -241,6 +242,15 @@ def markdown(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
         lines.append(f"| {TITLES[row['scenario']]} | {row['concurrency']} | " + " | ".join(cells)
                      + f" | {_num(row.get('gateway_over_scimgateway'), 2)}× | {_num(row.get('gateway_over_peer'), 2)}× "
                        f"| {_num(row.get('cpu_over_bare'), 2)}× |")
+    if section.get("seeded_users"):
+        held = {name: section["seeded_users"] + sum(r["requests"] for r in section["runs"]
+                                                      if r["server"] == name and r["scenario"] == "post_user")
+                for name in present if name != "bare"}
+        lines += ["", "Every server gets the same requests for the same time, so a faster server ends up holding "
+                      "more users: " + ", ".join(f"{LABELS[n]} {held[n]:,}" for n in held) + " at the end "
+                      f"({section['seeded_users']:,} seeded, the rest POSTed by the runs). A server that scans its "
+                      "users on each lookup (scimgateway's loki plugin) slows down as they accumulate; the runs "
+                      "at c=64 follow those at c=8."]
     log = section.get("access_log")
     if log:
         lines += ["", f"Access log: {log['lines']:,} lines for the {log['requests']:,} requests wrk counted "

@@ -92,3 +92,34 @@ def test_bare_proxy_forwards_to_the_mock(ctx: Context) -> None:
     finally:
         procs.stop_all()
     assert row["requests"] == 40 and sum(row["errors"].values()) == 0, row
+
+
+def test_default_configuration_section_runs_and_says_what_it_left_out(
+        ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default-configuration section: the untuned gateway and bare aiohttp measured, a peer that
+    cannot be installed left out with its reason (never a made-up figure), the access log counted."""
+    import dataclasses
+
+    from bench import default_config, peers
+
+    monkeypatch.setattr(peers, "install_scimgateway", lambda: "scimgateway source not found (test)")
+    monkeypatch.setattr(launch, "peer_available", lambda: False)
+    ctx.profile = dataclasses.replace(ctx.profile, hot_users=20, active_pool=10, groups_per_run=2, warmup_s=1,
+                                      default_duration_s=1)
+    try:
+        section = default_config.default_config(ctx)
+    finally:
+        procs.stop_all()
+    assert section["servers"].keys() == {"gateway", "bare"}
+    assert section["skipped"]["scimgateway"] == "scimgateway source not found (test)"
+    assert "scim2-server" in section["skipped"]["peer"]
+    assert {r["scenario"] for r in section["runs"] if r["server"] == "gateway"} == set(default_config.SCENARIOS)
+    assert all(sum(r["errors"].values()) == 0 for r in section["runs"]), section["runs"]
+    log = section["access_log"]
+    assert log["lines"] >= log["requests"] > 0
+    by_id = {t["id"]: t for t in section["targets"]}
+    left_out = by_id["default:filter_hit:c4:over_scimgateway"]
+    assert left_out["met"] is None and left_out["measured"] == "—" and "not found" in left_out["note"]
+    assert by_id["default:filter_hit:c4:cpu"]["met"] in (True, False)
+    text = "\n".join(default_config.markdown(section, {}))
+    assert "scimgateway 6.1.18 not measured:** scimgateway source not found (test)" in text
