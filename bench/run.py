@@ -1,7 +1,7 @@
 """``python -m bench.run --quick|--full``: the gateway beside its baselines, in one run.
 
-    make bench-quick   under 2 minutes, results printed as a table (and in bench/results/quick/)
-    make bench         ~15 minutes, medians over 3 repetitions, writes bench/results/
+    make bench-quick   about 3 minutes, results printed as a table (and in bench/results/quick/)
+    make bench         ~25 minutes, medians over 3 repetitions, writes bench/results/
                        (latest.json, results.md, chart.png, profiles/)
 
 Servers run pinned to one core, the load generator (wrk, else an aiohttp client) to the
@@ -47,7 +47,7 @@ QUICK = Profile(
     name="quick", reps=1, duration_s=1, concurrencies=(8, 64), hot_users=500, active_pool=300, groups_per_run=50,
     warmup_s=1, mock_concurrencies=(8,), mock_reps=1, mock_duration_s=1, cycle_users=1000, cycle_concurrency=16,
     scale_sizes=(1000, 10000), scale_duration_s=1, group_sizes=(10, 100), profile_scenarios=(), modoboa_users=200,
-    modoboa_samples=10, default_duration_s=2, budget_s=170,
+    modoboa_samples=10, default_duration_s=2, budget_s=420,
 )
 FULL = Profile(
     name="full", reps=3, duration_s=3, concurrencies=(8, 64), hot_users=1000, active_pool=500, groups_per_run=100,
@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--quick", action="store_true", help="under 2 minutes, 1 repetition, 1k/10k users")
-    mode.add_argument("--full", action="store_true", help="~15 minutes, 3 repetitions, 10k cycle, 100k scale")
+    mode.add_argument("--quick", action="store_true", help="about 3 minutes, 1 repetition, 1k/10k users")
+    mode.add_argument("--full", action="store_true", help="~25 minutes, 3 repetitions, 10k cycle, 100k scale")
     parser.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(SECTIONS)} (default: all; "
                                                      "a quick run leaves out modoboa)")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                  "cycle_concurrency": args.cycle_concurrency}
     profile = dataclasses.replace(profile, **{k: v for k, v in overrides.items() if v is not None})
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
+    out.mkdir(parents=True, exist_ok=True)  # sections may write their own files there (postfixadmin.md)
     usable = len(procs.cores())
     server_cpus, load_cpus = procs.core_plan()
     os.sched_setaffinity(0, load_cpus)  # the harness itself stays off the server's core

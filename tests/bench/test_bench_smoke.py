@@ -123,3 +123,20 @@ def test_default_configuration_section_runs_and_says_what_it_left_out(
     assert by_id["default:filter_hit:c4:cpu"]["met"] in (True, False)
     text = "\n".join(default_config.markdown(section, {}))
     assert "scimgateway 6.1.18 not measured:** scimgateway source not found (test)" in text
+
+
+def test_sections_may_write_into_a_results_folder_that_did_not_exist(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--out` naming a new folder: a section writing its own file there (as postfixadmin's does) found no
+    folder, and the run failed."""
+    from bench import run
+
+    def writes_its_own_file(ctx: Context) -> dict[str, object]:
+        (ctx.out / "own.md").write_text("written by the section\n")
+        return {"written": True}
+
+    monkeypatch.setattr(run, "RUNNERS", (("default", "own_file", writes_its_own_file),))
+    out = tmp_path / "new" / "results"
+    assert run.main(["--quick", "--only", "default", "--out", str(out), "--generator", "python"]) == 0
+    assert (out / "own.md").read_text() == "written by the section\n"
+    assert (out / "latest.json").exists()
