@@ -5,6 +5,13 @@ future multi-app runner) must not share or collide on series. Label children are
 up once per label combination and kept, so an observation on the hot path is one call;
 state that already lives in objects (circuit breakers, backend slots in use, the
 backend clients' retry counters) is read at scrape time.
+
+Cost, measured (tuned hot paths, A/B with every observation switched off): 7 µs of a
+120 µs filter GET (6 %), 14–16 µs of a 180 µs write (8–9 %), mostly the per-operation
+store histogram and prometheus_client's lock per value. That is over the 5 % we allow
+for a library's convenience; it is kept because operators read these series (store and
+backend latency by operation) to see what happened, and a hand-written registry is the
+code we removed. Dropping the store histogram is the first lever if it must go.
 """
 
 from __future__ import annotations
