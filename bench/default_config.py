@@ -194,7 +194,7 @@ def default_config(ctx: Context) -> dict[str, Any]:
         section: dict[str, Any] = {
             "scenarios": list(SCENARIOS), "reps": reps, "duration_s": duration, "concurrencies": list(p.concurrencies),
             "servers": {name: LABELS[name] for name in servers}, "skipped": skipped, "preflight": checks,
-            "runs": rows, "summary": summarise(rows, p.concurrencies),
+            "runs": rows, "summary": summarise(rows, p.concurrencies), "bare_loop": p.default_bare_loop,
             "seeded_users": p.hot_users + pools * p.active_pool,
             # Every request wrk counted was answered, so it must have its access-log line (warm-up and seeding too).
             "access_log": {"lines": _count_access_lines(gateway.proc.log), "requests": sent},
@@ -227,7 +227,7 @@ def markdown(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
         lines += [f"scimgateway {sg.get('scimgateway')} on Node {sg.get('node', '?')} (tsx {sg.get('tsx', '?')}, "
                   f"lokijs {sg.get('lokijs', '?')}), loki plugin in memory, logging off. scim2-server "
                   f"{machine.get('scim2_server', '?')} under uvicorn. bare = an aiohttp handler answering a fixed "
-                  f"body on the gateway's event loop.", ""]
+                  f"body, on the event loop the gateway runs on ({section.get('bare_loop', '?')}).", ""]
     for name, reason in section.get("skipped", {}).items():
         lines += [f"**{LABELS[name]} not measured:** {reason}", ""]
     head = "| scenario | c | " + " | ".join(f"{LABELS[n]} req/s | p50 / p99 ms | CPU µs" for n in present)

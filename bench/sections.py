@@ -67,7 +67,7 @@ class Profile:
     modoboa_samples: int = 20
     default_reps: int = 1
     default_duration_s: float = 5.0
-    default_bare_loop: str = "asyncio"
+    default_bare_loop: str = "uvloop"  # the loop `scim-gateway serve` runs on
     budget_s: float = 300.0
 
 
