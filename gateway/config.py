@@ -198,7 +198,7 @@ class Settings(BaseSettings):
     )
     request_timeout: float = Field(
         default=60.0, gt=0, description="Seconds one SCIM request may take, backend calls and retries included, "
-        "before it is answered 503 with Retry-After.",
+        "before it is answered 503 with Retry-After (checked a few times per limit, at least once a second).",
     )
     shutdown_timeout: float = Field(
         default=30.0, gt=0, description="Seconds in-flight requests may still take after SIGTERM."
