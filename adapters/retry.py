@@ -17,8 +17,22 @@ from datetime import UTC, datetime
 
 from tenacity import RetryCallState
 
+from adapters.base import Unavailable
+
 MIN_ATTEMPT_S = 0.05
 """No new attempt starts with less time than this left before the deadline."""
+
+
+class Retryable(Exception):
+    """An attempt failed in a way another attempt may fix; ``final`` is raised if none does.
+
+    ``retry_after``: how long the platform asked us to wait before the next attempt, if it said.
+    """
+
+    def __init__(self, final: Unavailable, retry_after: float | None = None) -> None:
+        super().__init__(final.detail)
+        self.final = final
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from yarl import URL
 
 from adapters import telemetry
 from adapters.base import AlreadyExists, NotFound, RateLimited, Rejected, Unavailable
-from adapters.retry import RetryPolicy, parse_retry_after
+from adapters.retry import Retryable, RetryPolicy, parse_retry_after
 from adapters.telemetry import note_retry
 
 log = logging.getLogger(__name__)
@@ -56,15 +56,6 @@ class ClientStats:
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-class _Retryable(Exception):
-    """An attempt failed in a way another attempt may fix; ``final`` is raised if none does."""
-
-    def __init__(self, final: Unavailable, retry_after: float | None = None) -> None:
-        super().__init__(final.detail)
-        self.final = final
-        self.retry_after = retry_after
 
 
 class _DeletedMeanwhile(Exception):
@@ -174,7 +165,7 @@ class CleanmailClient:
         retrying = AsyncRetrying(
             stop=lambda state: self.policy.should_stop(state, call.deadline_at),
             wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
+            retry=retry_if_exception_type(Retryable),
             before_sleep=lambda state: self._before_sleep(state, call),
             reraise=True,
         )
@@ -182,7 +173,7 @@ class CleanmailClient:
             async for attempt in retrying:
                 with attempt:
                     return await self._attempt(call, url, params, body, empty_is_not_found)
-        except _Retryable as failed:
+        except Retryable as failed:
             self.stats.failures += 1
             raise failed.final from None
         except _DeletedMeanwhile:
@@ -199,7 +190,7 @@ class CleanmailClient:
 
     def _wait(self, state: RetryCallState) -> float:
         failure = state.outcome.exception() if state.outcome else None
-        hint = failure.retry_after if isinstance(failure, _Retryable) else None
+        hint = failure.retry_after if isinstance(failure, Retryable) else None
         return self.policy.backoff(state.attempt_number, self._rng, hint)
 
     def _before_sleep(self, state: RetryCallState, call: _Call) -> None:
@@ -235,7 +226,7 @@ class CleanmailClient:
                 status, headers = response.status, response.headers
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as err:
             # Nothing reached the server, so even a create may be sent again.
-            raise _Retryable(Unavailable(f"cannot connect to Cleanmail: {err}")) from err
+            raise Retryable(Unavailable(f"cannot connect to Cleanmail: {err}")) from err
         except TimeoutError as err:
             self.stats.timeouts += 1
             raise self._unknown_outcome(call, f"no answer from Cleanmail within {budget:.1f}s") from err
@@ -248,7 +239,7 @@ class CleanmailClient:
         hint = retry_after if retry_after is not None else self.policy.fallback_retry_after
         if call.retry_safe:
             call.maybe_applied = True
-            return _Retryable(Unavailable(detail, retry_after=hint), retry_after)
+            return Retryable(Unavailable(detail, retry_after=hint), retry_after)
         self.stats.ambiguous += 1
         return Unavailable(f"{detail}; the {call.method} may have been applied", retry_after=hint, may_apply=True)
 
@@ -266,7 +257,7 @@ class CleanmailClient:
             self.stats.rate_limited += 1
             wait = parse_retry_after(retry_after_header)
             hint = wait if wait is not None else self.policy.fallback_retry_after
-            raise _Retryable(RateLimited("Cleanmail is rate-limiting us", retry_after=hint), wait)
+            raise Retryable(RateLimited("Cleanmail is rate-limiting us", retry_after=hint), wait)
         if status >= 500:
             reason = body.get("message") if isinstance(body, dict) else None
             detail = f"Cleanmail answered HTTP {status}" + (f": {reason}" if reason else "")

@@ -44,6 +44,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from adapters import telemetry
 from adapters.base import Unavailable
+from adapters.retry import Retryable
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +128,6 @@ class PoolStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-class _Retryable(Exception):
-    def __init__(self, final: Unavailable) -> None:
-        super().__init__(final.detail)
-        self.final = final
 
 
 class _Slot:
@@ -284,7 +279,7 @@ class LdapPool:
         retrying = AsyncRetrying(
             stop=lambda state: self._should_stop(state, call),
             wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
+            retry=retry_if_exception_type(Retryable),
             before_sleep=lambda state: self._before_sleep(state, call),
             reraise=True,
         )
@@ -292,7 +287,7 @@ class LdapPool:
             async for attempt in retrying:
                 with attempt:
                     return (await self._borrow_and_run(call, operation),)
-        except _Retryable as failed:
+        except Retryable as failed:
             self.stats.failures += 1
             raise failed.final from None
         except LdapResult as answer:
@@ -337,7 +332,7 @@ class LdapPool:
             raise self._verdict(err) from err
         except ldap_errors.LDAPSocketSendError as err:
             self._drop(slot)
-            raise _Retryable(Unavailable(f"cannot send to the directory: {err}")) from err
+            raise Retryable(Unavailable(f"cannot send to the directory: {err}")) from err
         except (ldap_errors.LDAPCommunicationError, ldap_errors.LDAPResponseTimeoutError, OSError) as err:
             self._drop(slot)
             if isinstance(err, ldap_errors.LDAPResponseTimeoutError) or "timed out" in str(err):
@@ -381,7 +376,7 @@ class LdapPool:
         except (ldap_errors.LDAPException, OSError) as err:
             _quietly_unbind(connection)
             # Nothing of the caller's operation was sent yet: any operation may try again.
-            raise _Retryable(Unavailable(f"cannot connect to the directory at {s.url}: {err}")) from err
+            raise Retryable(Unavailable(f"cannot connect to the directory at {s.url}: {err}")) from err
         self.stats.connects += 1
         return connection
 
@@ -397,7 +392,7 @@ class LdapPool:
         if code in (BUSY, UNAVAILABLE):
             self.stats.busy += 1
             # The server did not perform the operation: any operation may be sent again.
-            return _Retryable(Unavailable(f"the directory is {name} ({code}){': ' + message if message else ''}",
+            return Retryable(Unavailable(f"the directory is {name} ({code}){': ' + message if message else ''}",
                                           retry_after=1.0))
         if code in _CONFIGURATION:
             what = "bind as bind_dn" if binding else "operation"
@@ -408,7 +403,7 @@ class LdapPool:
     def _lost_answer(self, call: _Call, detail: str) -> Exception:
         if call.safety is Safety.REPEATABLE:
             call.sent_before = True
-            return _Retryable(Unavailable(detail))
+            return Retryable(Unavailable(detail))
         self.stats.ambiguous += 1
         return Unavailable(f"{detail}; it may have been applied", may_apply=True)
 
@@ -424,7 +419,7 @@ class LdapPool:
         s = self.settings
         if state.attempt_number == 1:
             failure = state.outcome.exception() if state.outcome else None
-            if isinstance(failure, _Retryable) and failure.final.retry_after is None:
+            if isinstance(failure, Retryable) and failure.final.retry_after is None:
                 return 0.0  # a connection found dead: a fresh one is worth trying at once
         ceiling = min(s.backoff_max, s.backoff_initial * 2 ** min(state.attempt_number - 1, 30))
         return self._rng.uniform(0, ceiling)

@@ -36,7 +36,7 @@ from yarl import URL
 from adapters import telemetry
 from adapters.base import NotFound, RateLimited, Rejected, Unavailable
 from adapters.modoboa.pacing import Pacer, Rates, TooLong
-from adapters.retry import MIN_ATTEMPT_S, RetryPolicy
+from adapters.retry import MIN_ATTEMPT_S, Retryable, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +85,6 @@ class DomainMissing(Rejected):
 
 class PageMissing(NotFound):
     """A list page past the last one."""
-
-
-class _Retryable(Exception):
-    def __init__(self, final: Unavailable, retry_after: float | None = None) -> None:
-        super().__init__(final.detail)
-        self.final = final
-        self.retry_after = retry_after
 
 
 class _DeletedMeanwhile(Exception):
@@ -202,7 +195,7 @@ class ModoboaClient:
         retrying = AsyncRetrying(
             stop=lambda state: self.policy.should_stop(state, call.deadline_at),
             wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
+            retry=retry_if_exception_type(Retryable),
             before_sleep=lambda state: self._before_sleep(state, call),
             reraise=True,
         )
@@ -210,7 +203,7 @@ class ModoboaClient:
             async for attempt in retrying:
                 with attempt:
                     return await self._attempt(call, url, params, body)
-        except _Retryable as failed:
+        except Retryable as failed:
             self.stats.failures += 1
             raise failed.final from None
         except _DeletedMeanwhile:
@@ -228,7 +221,7 @@ class ModoboaClient:
 
     def _wait(self, state: RetryCallState) -> float:
         failure = state.outcome.exception() if state.outcome else None
-        hint = failure.retry_after if isinstance(failure, _Retryable) else None
+        hint = failure.retry_after if isinstance(failure, Retryable) else None
         return self.policy.backoff(state.attempt_number, self._rng, hint)
 
     def _before_sleep(self, state: RetryCallState, call: _Call) -> None:
@@ -270,7 +263,7 @@ class ModoboaClient:
                     status, headers = response.status, response.headers
             except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as err:
                 # Nothing reached Modoboa, so even a create may be sent again.
-                raise _Retryable(Unavailable(f"cannot connect to Modoboa at {self.root}: {err}")) from err
+                raise Retryable(Unavailable(f"cannot connect to Modoboa at {self.root}: {err}")) from err
             except TimeoutError as err:
                 self.stats.timeouts += 1
                 raise self._unknown_outcome(call, f"no answer from Modoboa within {budget:.1f}s") from err
@@ -284,7 +277,7 @@ class ModoboaClient:
         hint = retry_after if retry_after is not None else self.policy.fallback_retry_after
         if call.retry_safe:
             call.maybe_applied = True
-            return _Retryable(Unavailable(detail, retry_after=hint), retry_after)
+            return Retryable(Unavailable(detail, retry_after=hint), retry_after)
         self.stats.ambiguous += 1
         return Unavailable(f"{detail}; the {call.method} may have been applied", retry_after=hint, may_apply=True)
 
@@ -302,7 +295,7 @@ class ModoboaClient:
             wait = _seconds(retry_after)
             self.pacer.pause(call.pattern, wait if wait is not None else 1.0)
             hint = wait if wait is not None else self.policy.fallback_retry_after
-            raise _Retryable(RateLimited(f"Modoboa throttled the gateway's token: {_message(body)}",
+            raise Retryable(RateLimited(f"Modoboa throttled the gateway's token: {_message(body)}",
                                          retry_after=hint), wait if wait is not None else 1.0)
         if status >= 500:
             # Modoboa's server errors are HTML pages: the status is all there is to tell.
