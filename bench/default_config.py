@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import peers, procs
-from bench.client import preflight
-from bench.scenarios import TITLES, Target, python_request
-from bench.sections import Context, Seeded, _expected, _fake_seeded, _seed_for_hot_paths, _target, measure
+from bench.scenarios import TITLES
+from bench.sections import Context, Seeded, _fake_seeded, _seed_for_hot_paths, _target, measure, preflight_all, warm_up
 from bench.servers import launch
 from bench.servers.launch import Server
 
@@ -156,18 +155,8 @@ def default_config(ctx: Context) -> dict[str, Any]:
             seeded[name] = _fake_seeded(ctx, pools) if name == "bare" else _seed_for_hot_paths(ctx, server, pools)
             ctx.say(f"  seeded {name} in {time.monotonic() - started:.1f}s")
 
-        checks: dict[str, dict[str, Any]] = {}
-        for name, server in servers.items():
-            s = seeded[name]
-            pf = Target(base=server.base, token=server.token, hit_count=1, user_ids=s.hot_ids[:1],
-                        active_ids=s.hot_ids[:1], group_ids=[s.preflight_group], tag=f"dpf-{name}")
-            for scenario in SCENARIOS:
-                status, text = preflight(server.url, server.token, *python_request(scenario, pf)(0))
-                checks.setdefault(scenario, {})[name] = {"status": status, "ok": status in _expected(scenario),
-                                                         "body": text if status >= 300 else ""}
-        for name, server in servers.items():  # warm-up, discarded
-            measure(ctx, server, "filter_hit", _target(server, seeded[name], 0, f"dwarm-{name}", p.hot_users),
-                    64, p.warmup_s)
+        checks = preflight_all(servers, seeded, SCENARIOS, "dpf")
+        warm_up(ctx, servers, seeded, "dwarm")
 
         rows: list[dict[str, Any]] = []
         for scenario in SCENARIOS:

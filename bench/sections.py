@@ -154,6 +154,30 @@ def _expected(scenario: str) -> tuple[int, ...]:
     return {"post_user": (201,), "filter_hit": (200,), "filter_miss": (200,)}.get(scenario, (200, 204))
 
 
+def preflight_all(servers: dict[str, Server], seeded: dict[str, Seeded], scenarios: Sequence[str], tag: str
+                  ) -> dict[str, dict[str, Any]]:
+    """One request per scenario and server, as the load generator sends it: scenario → server → outcome."""
+    checks: dict[str, dict[str, Any]] = {}
+    for name, server in servers.items():
+        s = seeded[name]
+        pf = Target(base=server.base, token=server.token, hit_name_fmt="bench.user{}@example.com",
+                    hit_count=1, user_ids=s.hot_ids[:1], active_ids=s.hot_ids[:1],
+                    group_ids=[s.preflight_group], tag=f"{tag}-{name}")
+        for scenario in scenarios:
+            method, path, body = python_request(scenario, pf)(0)
+            status, text = preflight(server.url, server.token, method, path, body)
+            checks.setdefault(scenario, {})[name] = {"status": status, "ok": status in _expected(scenario),
+                                                     "body": text if status >= 300 else ""}
+    return checks
+
+
+def warm_up(ctx: Context, servers: dict[str, Server], seeded: dict[str, Seeded], tag: str) -> None:
+    """A filter run at c=64 on each server, discarded."""
+    for name, server in servers.items():
+        measure(ctx, server, "filter_hit", _target(server, seeded[name], 0, f"{tag}-{name}", ctx.profile.hot_users),
+                64, ctx.profile.warmup_s)
+
+
 def hot_paths(ctx: Context) -> dict[str, Any]:
     p = ctx.profile
     servers: dict[str, Server] = {}
@@ -177,22 +201,8 @@ def hot_paths(ctx: Context) -> dict[str, Any]:
             ctx.say(f"  seeded {name}: {p.hot_users} + {pools}x{p.active_pool} users, "
                     f"{pools}x{p.groups_per_run} groups in {time.monotonic() - started:.1f}s")
 
-        # Pre-flight: one request per scenario and server, as the load generator sends it.
-        checks: dict[str, dict[str, Any]] = {}
-        for name, server in servers.items():
-            s = seeded[name]
-            pf = Target(base=server.base, token=server.token, hit_name_fmt="bench.user{}@example.com",
-                        hit_count=1, user_ids=s.hot_ids[:1], active_ids=s.hot_ids[:1],
-                        group_ids=[s.preflight_group], tag=f"pf-{name}")
-            for scenario in HOT_PATHS:
-                method, path, body = python_request(scenario, pf)(0)
-                status, text = preflight(server.url, server.token, method, path, body)
-                checks.setdefault(scenario, {})[name] = {"status": status, "ok": status in _expected(scenario),
-                                                         "body": text if status >= 300 else ""}
-
-        for name, server in servers.items():  # warm-up, discarded
-            measure(ctx, server, "filter_hit", _target(server, seeded[name], 0, f"warm-{name}", p.hot_users),
-                    64, p.warmup_s)
+        checks = preflight_all(servers, seeded, HOT_PATHS, "pf")
+        warm_up(ctx, servers, seeded, "warm")
 
         rows: list[dict[str, Any]] = []
         for scenario in HOT_PATHS:
