@@ -59,7 +59,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     stats_token = telemetry.CURRENT.set(stats)
     metrics = request.app.get(METRICS_KEY)
     if metrics is not None:
-        metrics.in_flight.inc()
+        metrics.in_flight += 1
     status = 500
     deadlines = request.app.get(DEADLINES_KEY)
     task = asyncio.current_task()
@@ -124,7 +124,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             backend_retries=stats.retries,
         )
         if metrics is not None:
-            metrics.in_flight.dec()
+            metrics.in_flight -= 1
             metrics.observe_request(tenant_id or NO_TENANT, operation, status, elapsed)
             if status in (429, 503):
                 metrics.observe_throttle(tenant_id or NO_TENANT, status, stats.throttle_reason or "other")
