@@ -58,5 +58,5 @@ async def read_json(request: web.Request) -> Any:
         if "surrogate" in str(exc):
             raise invalid_value(f"The request body holds a lone surrogate: {exc}; send valid Unicode text") from None
         raise invalid_syntax(f"The request body is not valid JSON: {exc}") from None
-    check_json(value)
+    check_json(value, raw)
     return value
