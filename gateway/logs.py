@@ -14,6 +14,7 @@ import re
 import secrets
 import sys
 from collections.abc import Iterable, MutableMapping
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 import orjson
@@ -31,6 +32,17 @@ _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _secret_values: set[str] = set()
 EventDict = MutableMapping[str, Any]
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("scim_gateway_request_id", default=None)
+"""The id of the request being served; set by the HTTP layer, added to every line logged meanwhile."""
+
+
+def add_request_id(_: Any, __: str, event: EventDict) -> EventDict:
+    # One context variable read per line, where structlog's merge_contextvars walks the whole context.
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
 
 
 def register_secret(value: str | None) -> None:
@@ -123,7 +135,7 @@ def configure_logging(
     if hash_user_names:
         scrubbers.append(UserNameHasher(salt if salt is not None else secrets.token_bytes(16)))
     stamp: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -131,15 +131,16 @@ def create_app(settings: Settings, *, adapter: Adapter | None = None, store: Sta
     ``adapter`` replaces the backend of the only tenant (or of the quick-start tenant): for tests.
     """
     tenants = settings.effective_tenants()
-    middlewares: list[Middleware] = [request_context, bearer_auth, idempotency]
+    deadlines = Deadlines(settings.request_timeout)
+    metrics = Metrics()
+    middlewares: list[Middleware] = [request_context(metrics, deadlines), bearer_auth, idempotency]
     if settings.trusted_proxies:
         # Outermost, so the log line, auth and handlers all see the client's address, scheme and host.
         # Without proxies to trust there is nothing to rewrite: the peer is the client (one layer less).
         middlewares.insert(0, forwarded(TrustedProxies(settings.trusted_proxies)))
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
-    app[DEADLINES_KEY] = Deadlines(settings.request_timeout)
+    app[DEADLINES_KEY] = deadlines
     app[EDGE_KEY] = EdgeGuard((t.allowed_networks for t in tenants.values()), settings.auth_failures_per_minute)
-    metrics = Metrics()
     store = metrics.timed_store(store or make_store(settings.state))
     registry = TenantRegistry()
     adapters: list[Adapter] = []

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from adapters import telemetry
 from adapters.base import BackendError
@@ -15,10 +16,11 @@ from gateway.http.body import ClientGone, UnreadableBody, read_body
 from gateway.http.deadlines import Deadlines
 from gateway.http.edge import EdgeGuard, allows
 from gateway.http.errors import as_scim_error
-from gateway.http.observe import METRICS_KEY, describe, safe_request_id
+from gateway.http.observe import describe, safe_request_id
 from gateway.http.proxy import client_ip
 from gateway.http.render import error_response
-from gateway.metrics import NO_TENANT
+from gateway.logs import REQUEST_ID
+from gateway.metrics import NO_TENANT, Metrics
 from gateway.provisioning.idempotency import IdempotencyKeys, StoredReply, fingerprint
 from gateway.scim.errors import ScimError
 from gateway.scim.limits import check_unicode
@@ -49,87 +51,88 @@ def _http_error(exc: web.HTTPException) -> ScimError:
     return ScimError(exc.status, exc.reason or "HTTP error")
 
 
-@web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+def request_context(metrics: Metrics, deadlines: Deadlines) -> Middleware:
     """Request id in, request id out, one log line per request, every error as a SCIM Error."""
-    request_id = safe_request_id(request.headers.get("X-Request-ID"))
-    started = time.perf_counter()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    stats = telemetry.RequestStats()
-    stats_token = telemetry.CURRENT.set(stats)
-    metrics = request.app.get(METRICS_KEY)
-    if metrics is not None:
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = safe_request_id(request.headers.get("X-Request-ID"))
+        started = time.perf_counter()
+        request_id_token = REQUEST_ID.set(request_id)
+        stats = telemetry.RequestStats()
+        stats_token = telemetry.CURRENT.set(stats)
         metrics.in_flight += 1
-    status = 500
-    deadlines = request.app.get(DEADLINES_KEY)
-    task = asyncio.current_task()
-    if deadlines is not None and task is not None:
-        deadlines.enter(task)
-    try:
+        status = 500
+        task = asyncio.current_task()
+        if task is not None:
+            deadlines.enter(task)
         try:
-            response = await handler(request)
-        except (ScimError, BackendError) as exc:
-            response = error_response(as_scim_error(exc))
-            if isinstance(exc, UnreadableBody):
-                response.force_close()  # the rest of the stream cannot be parsed as another request
-        except ClientGone as exc:
-            status = 499  # nobody to answer: the access log and metrics show the client left
-            log.info("client went away before its request was read", detail=str(exc))
-            response = web.Response(status=499)
-        except asyncio.CancelledError:
-            if deadlines is None or task is None or not deadlines.expired(task):
-                transport = request.transport
-                if transport is None or transport.is_closing():
-                    status = 499
-                    log.info("client went away; its request was cancelled")
-                raise
-            log.warning("request took too long", limit_s=deadlines.limit_s, method=request.method, path=request.path)
-            telemetry.note_throttle("request_timeout")
-            response = error_response(ScimError(
-                503, f"The request did not finish within {deadlines.limit_s:g}s; retry later.", retry_after=5))
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                status = exc.status
-                raise
-            response = error_response(_http_error(exc))
-        except StoreBusy as exc:
-            log.warning("state store busy", detail=str(exc))
-            response = error_response(ScimError(
-                503, "The gateway is busy coordinating other writes to the same object; retry shortly.",
-                retry_after=2,
-            ))
-        except Exception:
-            log.exception("unhandled error", method=request.method, path=request.path)
-            response = error_response(ScimError(500, "Internal error in the gateway; see its log for request "
-                                                     f"{request_id}."))
-        status = response.status
-        response.headers["X-Request-ID"] = request_id
-        return response
-    finally:
-        if deadlines is not None and task is not None:
-            deadlines.leave(task)
-        elapsed = time.perf_counter() - started
-        route, operation = describe(request)
-        tenant = request.get(TENANT_KEY)
-        tenant_id = tenant.id if tenant is not None else None
-        log.info(
-            "request",
-            method=request.method,
-            route=route,
-            operation=operation,
-            status=status,
-            tenant=tenant_id,
-            duration_ms=round(elapsed * 1000, 2),
-            backend_calls=stats.backend_calls,
-            backend_retries=stats.retries,
-        )
-        if metrics is not None:
+            try:
+                response = await handler(request)
+            except (ScimError, BackendError) as exc:
+                response = error_response(as_scim_error(exc))
+                if isinstance(exc, UnreadableBody):
+                    response.force_close()  # the rest of the stream cannot be parsed as another request
+            except ClientGone as exc:
+                status = 499  # nobody to answer: the access log and metrics show the client left
+                log.info("client went away before its request was read", detail=str(exc))
+                response = web.Response(status=499)
+            except asyncio.CancelledError:
+                if task is None or not deadlines.expired(task):
+                    transport = request.transport
+                    if transport is None or transport.is_closing():
+                        status = 499
+                        log.info("client went away; its request was cancelled")
+                    raise
+                log.warning("request took too long", limit_s=deadlines.limit_s, method=request.method,
+                            path=request.path)
+                telemetry.note_throttle("request_timeout")
+                response = error_response(ScimError(
+                    503, f"The request did not finish within {deadlines.limit_s:g}s; retry later.", retry_after=5))
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    status = exc.status
+                    raise
+                response = error_response(_http_error(exc))
+            except StoreBusy as exc:
+                log.warning("state store busy", detail=str(exc))
+                response = error_response(ScimError(
+                    503, "The gateway is busy coordinating other writes to the same object; retry shortly.",
+                    retry_after=2,
+                ))
+            except Exception:
+                log.exception("unhandled error", method=request.method, path=request.path)
+                response = error_response(ScimError(500, "Internal error in the gateway; see its log for request "
+                                                         f"{request_id}."))
+            status = response.status
+            response.headers["X-Request-ID"] = request_id
+            return response
+        finally:
+            if task is not None:
+                deadlines.leave(task)
+            elapsed = time.perf_counter() - started
+            route, operation = describe(request)
+            tenant = request.get(TENANT_KEY)
+            tenant_id = tenant.id if tenant is not None else None
+            log.info(
+                "request",
+                method=request.method,
+                route=route,
+                operation=operation,
+                status=status,
+                tenant=tenant_id,
+                duration_ms=round(elapsed * 1000, 2),
+                backend_calls=stats.backend_calls,
+                backend_retries=stats.retries,
+            )
             metrics.in_flight -= 1
             metrics.observe_request(tenant_id or NO_TENANT, operation, status, elapsed)
             if status in (429, 503):
                 metrics.observe_throttle(tenant_id or NO_TENANT, status, stats.throttle_reason or "other")
-        telemetry.CURRENT.reset(stats_token)
-        structlog.contextvars.unbind_contextvars("request_id")
+            telemetry.CURRENT.reset(stats_token)
+            REQUEST_ID.reset(request_id_token)
+
+    return middleware
 
 
 @web.middleware

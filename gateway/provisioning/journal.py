@@ -20,8 +20,7 @@ from adapters.base import may_have_been_applied
 from gateway.clock import now_iso
 from gateway.ids import new_hex_id
 from gateway.provisioning.errors import Backpressure
-from gateway.provisioning.mappings import WRITE_ONLY
-from gateway.provisioning.ownership import get_dotted
+from gateway.provisioning.ownership import WRITE_ONLY, get_dotted
 from gateway.store.base import DuplicateKey, JournalEntry, StateStore, StoredResource
 
 log = structlog.get_logger("gateway.journal")

@@ -7,6 +7,7 @@ step. The pipeline itself (``service.py``) has no branch on the resource type.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,10 @@ Record = UserRecord | GroupRecord
 
 @dataclass(frozen=True)
 class BackendCalls:
-    """One resource type's adapter calls, each through the tenant's guard under its metric label."""
+    """One resource type's adapter calls, each through the tenant's guard under its metric label.
+
+    Each returns the guard's coroutine rather than awaiting it: one coroutine less per call.
+    """
 
     guard: BackendGuard
     singular: str
@@ -32,23 +36,25 @@ class BackendCalls:
     add_fn: Callable[[GroupRecord, Sequence[str]], Awaitable[None]] | None = None
     remove_fn: Callable[[GroupRecord, Sequence[str]], Awaitable[None]] | None = None
 
-    async def find(self, flt: Filter | None, offset: int, limit: int) -> Page[Record]:
-        return await self.guard.call(f"find_{self.singular}s", self.find_fn, flt, offset, limit)
+    @functools.cached_property
+    def _labels(self) -> dict[str, str]:
+        return {step: f"{step}_{self.singular}" for step in ("get", "create", "update", "delete")} | {
+            "find": f"find_{self.singular}s"}
 
-    async def get(self, key: str) -> Record:
-        result: Record = await self.guard.call(f"get_{self.singular}", self.get_fn, key)
-        return result
+    def find(self, flt: Filter | None, offset: int, limit: int) -> Awaitable[Page[Record]]:
+        return self.guard.call(self._labels["find"], self.find_fn, flt, offset, limit)
 
-    async def create(self, owned: Attributes, member_keys: Sequence[str]) -> Record:
-        result: Record = await self.guard.call(f"create_{self.singular}", self.create_fn, owned, member_keys)
-        return result
+    def get(self, key: str) -> Awaitable[Record]:
+        return self.guard.call(self._labels["get"], self.get_fn, key)
 
-    async def update(self, record: Record, changes: Attributes) -> Record:
-        result: Record = await self.guard.call(f"update_{self.singular}", self.update_fn, record, changes)
-        return result
+    def create(self, owned: Attributes, member_keys: Sequence[str]) -> Awaitable[Record]:
+        return self.guard.call(self._labels["create"], self.create_fn, owned, member_keys)
 
-    async def delete(self, record: Record) -> None:
-        await self.guard.call(f"delete_{self.singular}", self.delete_fn, record)
+    def update(self, record: Record, changes: Attributes) -> Awaitable[Record]:
+        return self.guard.call(self._labels["update"], self.update_fn, record, changes)
+
+    def delete(self, record: Record) -> Awaitable[None]:
+        return self.guard.call(self._labels["delete"], self.delete_fn, record)
 
     async def add_members(self, record: Record, keys: Sequence[str]) -> None:
         if keys and self.add_fn is not None and isinstance(record, GroupRecord):
@@ -88,8 +94,8 @@ def with_members(record: Record, member_keys: list[str]) -> Record:
 
 
 def user_kind(adapter: Adapter, guard: BackendGuard) -> ResourceKind:
-    async def create(attributes: Attributes, member_keys: Sequence[str]) -> UserRecord:
-        return await adapter.create_user(attributes)
+    def create(attributes: Attributes, member_keys: Sequence[str]) -> Awaitable[UserRecord]:
+        return adapter.create_user(attributes)
 
     caps = adapter.capabilities
     calls = BackendCalls(guard, "user", adapter.find_users, adapter.get_user, create, adapter.update_user,

@@ -12,14 +12,11 @@ from gateway.store.base import DuplicateKey, StateStore, StoredResource
 
 Resource = dict[str, Any]
 
-WRITE_ONLY = frozenset({"password"})
-"""Owned attributes the gateway passes to the backend and never keeps (RFC 7643 writeOnly)."""
-
 
 def sent_strings(owned: Resource, ownership: Ownership) -> dict[str, str]:
     """Owned strings as the client sent them, by dotted path (never a write-only one)."""
     sent: dict[str, str] = {}
-    for path in ownership.paths - WRITE_ONLY:
+    for path in ownership.kept_paths:
         value = get_dotted(owned, path)
         if isinstance(value, str):
             sent[path] = value

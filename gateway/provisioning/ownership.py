@@ -12,11 +12,15 @@ from typing import Any
 Resource = dict[str, Any]
 
 _NOT_SHADOWED = frozenset({"id", "meta", "schemas"})
+WRITE_ONLY = frozenset({"password"})
+"""Owned attributes the gateway passes to the backend and never keeps (RFC 7643 writeOnly)."""
 
 
 class Ownership:
     def __init__(self, owned: Iterable[str]) -> None:
         self.paths = frozenset(owned)
+        self.kept_paths = self.paths - WRITE_ONLY
+        """The owned paths the gateway may keep a copy of."""
         self._whole = frozenset(p for p in self.paths if "." not in p)
         subs: dict[str, set[str]] = {}
         for path in self.paths:

@@ -30,6 +30,8 @@ _FORBIDDEN = re.compile("[\x00\ud800-\udfff]")
 
 def check_unicode(text: str, where: str) -> str:
     """``text`` unchanged, or 400 invalidValue when it holds a NUL or a lone surrogate."""
+    if _clean(text):
+        return text
     found = _FORBIDDEN.search(text)
     if found is not None:
         what = "a NUL character" if found.group() == "\x00" else f"a lone surrogate (U+{ord(found.group()):04X})"

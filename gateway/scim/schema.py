@@ -7,6 +7,7 @@ documents. Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -239,11 +240,11 @@ class ResolvedAttribute:
     attribute: Attribute
     sub_attribute: Attribute | None = None
 
-    @property
+    @functools.cached_property
     def is_extension(self) -> bool:
         return self.schema not in ("", USER_SCHEMA, GROUP_SCHEMA)
 
-    @property
+    @functools.cached_property
     def dotted(self) -> str:
         """Canonical spelling, e.g. ``name.givenName`` or ``urn:…:User:manager.value``."""
         base = f"{self.schema}:{self.attribute.name}" if self.is_extension else self.attribute.name
