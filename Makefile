@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-quick clean
+.PHONY: run test lint typecheck unit bench bench-quick bench-compare clean
 
 $(STAMP): pyproject.toml examples/backend-plugin/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick
+
+# The tuned hot paths of commit BASE beside the working tree: CPU per request (MODE=instr: instructions).
+bench-compare: $(BENCH_STAMP)
+	test -n "$(BASE)" || (echo "usage: make bench-compare BASE=<commit> [MODE=cpu|instr]" && exit 2)
+	$(BIN)/python -m bench.compare $(BASE) --mode $(or $(MODE),cpu)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import procs
+from bench import compare, procs
 from bench.client import seed_groups, seed_users
 from bench.report import console_table, evaluate_targets, markdown, write_results
 from bench.scenarios import HOT_PATHS, Target, lua
@@ -140,3 +140,15 @@ def test_sections_may_write_into_a_results_folder_that_did_not_exist(
     assert run.main(["--quick", "--only", "default", "--out", str(out), "--generator", "python"]) == 0
     assert (out / "own.md").read_text() == "written by the section\n"
     assert (out / "latest.json").exists()
+
+
+def test_compare_runs_a_commit_beside_the_working_tree(ctx: Context, tmp_path: Path) -> None:
+    base = compare.export("HEAD", tmp_path / "base")
+    assert (base / "gateway" / "cli.py").is_file()
+    ctx.logs.mkdir(parents=True)
+    ctx.profile = Profile(name="smoke", reps=1, duration_s=1, concurrencies=(4,), hot_users=20, active_pool=10,
+                          groups_per_run=2)
+    table = compare.cpu_table(ctx, {"base": base, "now": compare.REPO}, ["filter_hit"])
+    cells = table[("filter_hit", 4)]
+    assert set(cells) == {"base", "now"} and all(cpu > 0 for cpu in cells.values())
+    assert "| 4 |" in compare.render(table, "HEAD", "CPU µs")
