@@ -32,32 +32,39 @@ class BrokenPlugin:
 
 @functools.cache
 def installed() -> dict[str, AnyPlugin | BrokenPlugin]:
-    """Every registered backend by name (read once per process)."""
-    found: dict[str, AnyPlugin | BrokenPlugin] = {}
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            plugin = point.load()
-        except Exception as exc:  # a broken third-party package must not stop the others
-            found[point.name] = BrokenPlugin(point.name, point.value, f"cannot be loaded: {exc!r}")
-            continue
-        if not isinstance(plugin, BackendPlugin):
-            found[point.name] = BrokenPlugin(point.name, point.value, "is not a BackendPlugin")
-        elif plugin.name != point.name or not _NAME.match(plugin.name):
-            found[point.name] = BrokenPlugin(point.name, point.value,
-                                             f"names itself {plugin.name!r}; use lower-case letters, digits, _")
-        else:
-            found[point.name] = plugin
-    return found
+    """Every registered backend by name (each loaded once per process)."""
+    found = {point.name: _load(point.name) for point in entry_points(group=ENTRY_POINT_GROUP)}
+    return {name: backend for name, backend in found.items() if backend is not None}
+
+
+@functools.cache
+def _load(name: str) -> AnyPlugin | BrokenPlugin | None:
+    point = next((p for p in entry_points(group=ENTRY_POINT_GROUP) if p.name == name), None)
+    if point is None:
+        return None
+    try:
+        loaded = point.load()
+    except Exception as exc:  # a broken third-party package must not stop the others
+        return BrokenPlugin(point.name, point.value, f"cannot be loaded: {exc!r}")
+    if not isinstance(loaded, BackendPlugin):
+        return BrokenPlugin(point.name, point.value, "is not a BackendPlugin")
+    if loaded.name != point.name or not _NAME.match(loaded.name):
+        return BrokenPlugin(point.name, point.value, f"names itself {loaded.name!r}; use lower-case letters, digits, _")
+    return loaded
 
 
 def plugin(name: str) -> AnyPlugin:
-    """The backend called ``name``; ValueError naming the installed ones when there is none."""
-    found = installed().get(name)
+    """The backend called ``name``; ValueError naming the installed ones when there is none.
+
+    Only that backend's package is imported: the others' drivers (LDAP, database clients,
+    password hashers) stay out of a gateway that does not use them.
+    """
+    found = _load(name)
     if isinstance(found, BackendPlugin):
         return found
-    usable = ", ".join(sorted(n for n, p in installed().items() if isinstance(p, BackendPlugin)))
     if isinstance(found, BrokenPlugin):
         raise ValueError(f"backend {name!r} ({found.target}) {found.problem}")
+    usable = ", ".join(sorted(n for n, p in installed().items() if isinstance(p, BackendPlugin)))
     raise ValueError(f"no backend named {name!r} is installed (installed: {usable})")
 
 
