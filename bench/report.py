@@ -454,13 +454,22 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
     return str(path)
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def portable(path: str) -> str:
+    """A path inside the repository, relative to it: committed results name no machine's folders."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else path
+
+
 def write_results(results: dict[str, Any], out: Path) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": str(out / "latest.json"), "markdown": str(out / "results.md")}
     png = chart(results, out / "chart.png")
     if png:
         paths["chart"] = png
-    results["files"] = paths
+    results["files"] = {kind: portable(path) for kind, path in paths.items()}
     (out / "latest.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     (out / "results.md").write_text(markdown(results))
     return paths

@@ -152,3 +152,13 @@ def test_compare_runs_a_commit_beside_the_working_tree(ctx: Context, tmp_path: P
     cells = table[("filter_hit", 4)]
     assert set(cells) == {"base", "now"} and all(cpu > 0 for cpu in cells.values())
     assert "| 4 |" in compare.render(table, "HEAD", "CPU µs")
+
+
+def test_results_name_their_files_relative_to_the_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import report
+
+    monkeypatch.setattr(report, "REPO", tmp_path)
+    assert report.portable(str(tmp_path / "bench" / "results" / "latest.json")) == "bench/results/latest.json"
+    assert report.portable("/elsewhere/latest.json") == "/elsewhere/latest.json"
+    committed = json.loads((Path(__file__).resolve().parents[2] / "bench" / "results" / "latest.json").read_text())
+    assert all(not Path(path).is_absolute() for path in committed["files"].values())
