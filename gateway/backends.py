@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -33,15 +33,17 @@ class BrokenPlugin:
 @functools.cache
 def installed() -> dict[str, AnyPlugin | BrokenPlugin]:
     """Every registered backend by name (each loaded once per process)."""
-    found = {point.name: _load(point.name) for point in entry_points(group=ENTRY_POINT_GROUP)}
-    return {name: backend for name, backend in found.items() if backend is not None}
+    return {name: _load(point) for name, point in _entry_points().items()}
 
 
 @functools.cache
-def _load(name: str) -> AnyPlugin | BrokenPlugin | None:
-    point = next((p for p in entry_points(group=ENTRY_POINT_GROUP) if p.name == name), None)
-    if point is None:
-        return None
+def _entry_points() -> dict[str, EntryPoint]:
+    # Reading every installed distribution's metadata is slow: once per process.
+    return {point.name: point for point in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+@functools.cache
+def _load(point: EntryPoint) -> AnyPlugin | BrokenPlugin:
     try:
         loaded = point.load()
     except Exception as exc:  # a broken third-party package must not stop the others
@@ -59,7 +61,8 @@ def plugin(name: str) -> AnyPlugin:
     Only that backend's package is imported: the others' drivers (LDAP, database clients,
     password hashers) stay out of a gateway that does not use them.
     """
-    found = _load(name)
+    point = _entry_points().get(name)
+    found = _load(point) if point is not None else None
     if isinstance(found, BackendPlugin):
         return found
     if isinstance(found, BrokenPlugin):

@@ -129,15 +129,10 @@ class Metrics:
         )
         for collector in (self.requests, self.backend_calls, self.store_seconds, _InFlight(self)):
             r.register(collector)
-        self._request_series: dict[tuple[str, str, int], Series] = {}
         self._throttle_children: dict[tuple[str, int, str], Any] = {}
 
     def observe_request(self, tenant: str, operation: str, status: int, seconds: float) -> None:
-        key = (tenant, operation, status)
-        series = self._request_series.get(key)
-        if series is None:
-            series = self._request_series[key] = self.requests.labels(tenant, operation, str(status))
-        series.observe(seconds)
+        self.requests.labels(tenant, operation, str(status)).observe(seconds)
 
     def observe_throttle(self, tenant: str, status: int, reason: str) -> None:
         key = (tenant, status, reason)
